@@ -1,0 +1,1 @@
+// The SwiftLMFormats module; see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The SwiftLMGeneration module; see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The SwiftLMModels module; see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The SwiftLMTokenizers module; see docs/ARCHITECTURE.md.

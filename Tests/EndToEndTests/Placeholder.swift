@@ -1,0 +1,4 @@
+import Testing
+import SwiftLM
+
+@Test("the module links") func moduleLinks() {}

@@ -1,0 +1,4 @@
+import Testing
+import SwiftLMCore
+
+@Test("the module links") func moduleLinks() {}

@@ -1,0 +1,4 @@
+import Testing
+import SwiftLMFormats
+
+@Test("the module links") func moduleLinks() {}

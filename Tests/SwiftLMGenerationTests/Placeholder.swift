@@ -1,0 +1,4 @@
+import Testing
+import SwiftLMGeneration
+
+@Test("the module links") func moduleLinks() {}

@@ -1,0 +1,4 @@
+import Testing
+import SwiftLMModels
+
+@Test("the module links") func moduleLinks() {}

@@ -1,0 +1,4 @@
+import Testing
+import SwiftLMTokenizers
+
+@Test("the module links") func moduleLinks() {}
