@@ -34,10 +34,11 @@ let package = Package(
             ]),
         .executableTarget(name: "SwiftLMCLI", dependencies: ["SwiftLM"]),
 
-        .testTarget(name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"]),
+        .testTarget(
+            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"]),
         .testTarget(
-            name: "SwiftLMTokenizersTests", dependencies: ["SwiftLMTokenizers"],
+            name: "SwiftLMTokenizersTests", dependencies: ["SwiftLMTokenizers", "SwiftLMFormats"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftLMModelsTests", dependencies: ["SwiftLM"]),
         .testTarget(name: "SwiftLMGenerationTests", dependencies: ["SwiftLM"]),
