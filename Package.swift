@@ -33,6 +33,8 @@ let package = Package(
                 "SwiftLMGeneration",
             ]),
         .executableTarget(name: "SwiftLMCLI", dependencies: ["SwiftLM"]),
+        // Builders of tiny models and files that several test targets share.
+        .target(name: "SwiftLMTestSupport", dependencies: ["SwiftLMCore", "SwiftLMFormats"]),
 
         .testTarget(
             name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"], resources: [.copy("Fixtures")]),
@@ -40,10 +42,11 @@ let package = Package(
         .testTarget(
             name: "SwiftLMTokenizersTests", dependencies: ["SwiftLMTokenizers", "SwiftLMFormats"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "SwiftLMModelsTests", dependencies: ["SwiftLM"]),
+        .testTarget(
+            name: "SwiftLMModelsTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftLMGenerationTests", dependencies: ["SwiftLM"]),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["SwiftLM"],
+            name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
             resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,1 +1,49 @@
-print("swiftlm")
+import Foundation
+import SwiftLM
+
+/// A subcommand of `swiftlm`.
+protocol Command {
+    static var name: String { get }
+    static var summary: String { get }
+    static var usage: String { get }
+    static func run(_ arguments: ArraySlice<String>) throws
+}
+
+let commands: [any Command.Type] = [
+    GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, PerplexityCommand.self,
+    InfoCommand.self,
+]
+
+func overview() -> String {
+    var text = "swiftlm: run large language models on the CPU\n\nUsage: swiftlm COMMAND [OPTIONS]\n\n"
+    text += "Commands:\n"
+    for command in commands {
+        text += "  " + command.name.padding(toLength: 12, withPad: " ", startingAt: 0)
+        text += command.summary + "\n"
+    }
+    text += "\nRun 'swiftlm COMMAND --help' for the options of a command.\n"
+    text += "Without --model, commands use \(ModelLocation.defaultPath).\n"
+    return text
+}
+
+let argv = CommandLine.arguments.dropFirst()
+guard let name = argv.first, !["--help", "-h", "help"].contains(name) else {
+    print(overview(), terminator: "")
+    exit(argv.isEmpty ? 1 : 0)
+}
+guard let command = commands.first(where: { $0.name == name }) else {
+    printError("swiftlm: unknown command '\(name)'; run 'swiftlm --help' for the list")
+    exit(1)
+}
+
+let rest = argv.dropFirst()
+if rest.contains("--help") || rest.contains("-h") {
+    print("Usage: " + command.usage)
+    exit(0)
+}
+do {
+    try command.run(rest)
+} catch {
+    printError("swiftlm \(name): error: \(error)")
+    exit(1)
+}

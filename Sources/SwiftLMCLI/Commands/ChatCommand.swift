@@ -1,0 +1,81 @@
+import Foundation
+import SwiftLM
+
+/// `swiftlm chat`: a conversation rendered with the model's own chat template.
+enum ChatCommand: Command {
+    static let name = "chat"
+    static let summary = "chat with the model (interactive, or one turn from a pipe)"
+    static let usage = """
+        swiftlm chat [--model PATH] [--system TEXT] [options]
+
+        On a terminal, reads user turns line by line until end of input or /exit. From a pipe,
+        reads all of stdin as one user turn and prints the answer.
+
+          --system TEXT          the system prompt
+        \(SamplingOptions.usage)
+        """
+
+    static func run(_ argv: ArraySlice<String>) throws {
+        let arguments = try Arguments(
+            argv, valued: SamplingOptions.valued.union(["system"]), flags: ["verbose"])
+        let sampling = try SamplingOptions.sampling(arguments)
+        let maxTokens = try SamplingOptions.maxTokens(arguments)
+        let threads = try SamplingOptions.threads(arguments)
+        let model = try ModelLocation.open(arguments)
+        let template = try model.chatTemplate()
+
+        var messages: [ChatMessage] = []
+        if let system = arguments.string("system") {
+            messages.append(ChatMessage(role: "system", content: system))
+        }
+        let context = InferenceContext(
+            model: model.model, contextLength: model.config.contextLength, threadCount: threads)
+        let generator = Generator(tokenizer: model.tokenizer, context: context)
+
+        let interactive = isatty(STDIN_FILENO) != 0
+        if !interactive {
+            let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            let turn = input.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !turn.isEmpty else { throw ModelError.emptyPrompt }
+            messages.append(ChatMessage(role: "user", content: turn))
+            _ = try answer(messages, model, template, generator, sampling, maxTokens, arguments)
+            return
+        }
+
+        printError("Chatting with \(model.file.metadata["general.name"]?.string ?? "the model"). "
+            + "End with Ctrl-D or /exit.")
+        while true {
+            printError("> ", terminator: "")
+            guard let line = readLine(), line != "/exit" else { break }
+            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            messages.append(ChatMessage(role: "user", content: line))
+            let reply = try answer(messages, model, template, generator, sampling, maxTokens, arguments)
+            messages.append(ChatMessage(role: "assistant", content: reply))
+        }
+    }
+
+    /// Renders the conversation, streams the assistant's answer to stdout and returns it.
+    private static func answer(
+        _ messages: [ChatMessage], _ model: PretrainedModel, _ template: ChatTemplate,
+        _ generator: Generator, _ sampling: SamplingParameters, _ maxTokens: Int,
+        _ arguments: Arguments
+    ) throws -> String {
+        let prompt = try template.render(messages: messages, addGenerationPrompt: true)
+        let tokens = model.tokenizer.encode(prompt)
+        let room = generator.context.contextLength - tokens.count
+        guard room > 0 else {
+            throw ModelError.contextOverflow(
+                tokens: tokens.count, contextLength: generator.context.contextLength)
+        }
+        let result = try generator.generate(
+            prompt: tokens, maxTokens: min(maxTokens, room), sampling: sampling,
+            stopStrings: arguments.string("stop").map { [$0] } ?? []
+        ) { text in
+            printStreamed(text)
+            return true
+        }
+        printStreamed("\n")
+        if arguments.flag("verbose") { SamplingOptions.reportSpeed(result) }
+        return result.text
+    }
+}

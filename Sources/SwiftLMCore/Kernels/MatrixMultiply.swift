@@ -1,0 +1,62 @@
+/// A weight matrix `[outFeatures, inFeatures]` of any supported element type, with the dot
+/// kernel and activation format resolved once so the hot loop does no type dispatch.
+///
+/// The product follows llama.cpp's CPU backend: each input row is first quantized to the
+/// weight type's activation format (Q8_1 for Q4_1, Q8_0 for Q8_0, Q8_K for K-quants...), then
+/// every output element is a block-wise integer dot product. This is both the fast path and
+/// the one whose rounding matches llama.cpp's logits.
+public struct WeightMatrix: @unchecked Sendable {
+    public let tensor: Tensor
+    public let activationType: ElementType
+    private let kernel: DotKernel
+
+    public var outFeatures: Int { tensor.shape[0] }
+    public var inFeatures: Int { tensor.shape[1] }
+
+    public init(_ tensor: Tensor) {
+        precondition(tensor.rank == 2, "a weight matrix is 2-D, got \(tensor.shape)")
+        self.tensor = tensor
+        activationType = Quantization.activationType(for: tensor.type)
+        kernel = Quantization.dotKernel(for: tensor.type)
+    }
+
+    /// Bytes of scratch that `multiply` needs for `rowCount` input rows.
+    public func scratchBytes(rowCount: Int) -> Int {
+        rowCount * activationType.byteCount(elements: inFeatures)!
+    }
+
+    /// `[rowCount, inFeatures] -> [rowCount, outFeatures]`: `output = input · weightᵀ`.
+    ///
+    /// Threads split the output features, so each weight row is read once for all input rows.
+    public func multiply(
+        _ input: UnsafePointer<Float>, rowCount: Int, into output: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutableRawPointer, pool: ThreadPool
+    ) {
+        let inFeatures = inFeatures
+        let outFeatures = outFeatures
+        let activationRowBytes = activationType.byteCount(elements: inFeatures)!
+        let activationType = activationType
+
+        // Quantize the activations once; every output feature reuses them.
+        pool.parallelFor(rowCount) { rows in
+            for row in rows {
+                Quantization.quantizeActivations(
+                    input + row * inFeatures, count: inFeatures, as: activationType,
+                    into: scratch + row * activationRowBytes)
+            }
+        }
+
+        let weights = tensor.raw
+        let weightRowBytes = tensor.rowBytes
+        let kernel = kernel
+        pool.parallelFor(outFeatures) { features in
+            for feature in features {
+                let weightRow = weights + feature * weightRowBytes
+                for row in 0..<rowCount {
+                    output[row * outFeatures + feature] = kernel(
+                        weightRow, scratch + row * activationRowBytes, inFeatures)
+                }
+            }
+        }
+    }
+}

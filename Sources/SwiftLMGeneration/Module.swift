@@ -1,1 +1,0 @@
-// The SwiftLMGeneration module; see docs/ARCHITECTURE.md.

@@ -1,0 +1,152 @@
+import Foundation
+import SwiftLMCore
+
+extension InferenceContext {
+    /// One forward pass over `tokens` at positions `position..<position + tokens.count`:
+    /// `[tokenCount] -> [logitRows, vocabSize]` in `buffers.logits`, for the last `logitRows`
+    /// tokens. Appends the tokens' keys and values to the cache.
+    func forward(_ tokens: [Int], logitRows: Int) {
+        let config = model.config
+        let tokenCount = tokens.count
+        let hidden = config.hidden
+        let b = buffers
+
+        embed(tokens, into: b.x)
+
+        for layer in 0..<config.layerCount {
+            let weights = model.blocks[layer]
+
+            // Attention sub-layer with a residual connection.
+            normalize(b.x, weight: weights.attentionNorm, rows: tokenCount, into: b.normed)
+            multiply(weights.query, b.normed, rows: tokenCount, into: b.query)
+            multiply(weights.key, b.normed, rows: tokenCount, into: b.key)
+            multiply(weights.value, b.normed, rows: tokenCount, into: b.value)
+            rotateAndCache(layer: layer, tokenCount: tokenCount)
+            attend(layer: layer, tokenCount: tokenCount)
+            multiply(weights.attentionOutput, b.attention, rows: tokenCount, into: b.projection)
+            FloatKernels.add(b.projection, into: b.x, count: tokenCount * hidden)
+
+            // SwiGLU feed-forward sub-layer with a residual connection.
+            normalize(b.x, weight: weights.feedForwardNorm, rows: tokenCount, into: b.normed)
+            multiply(weights.gate, b.normed, rows: tokenCount, into: b.gate)
+            multiply(weights.up, b.normed, rows: tokenCount, into: b.up)
+            FloatKernels.swiGLU(gate: b.gate, up: b.up, count: tokenCount * config.intermediate)
+            multiply(weights.down, b.gate, rows: tokenCount, into: b.projection)
+            FloatKernels.add(b.projection, into: b.x, count: tokenCount * hidden)
+        }
+        cache.count += tokenCount
+
+        // Only the rows whose logits were asked for go through the output head.
+        guard logitRows > 0 else { return }
+        let firstRow = tokenCount - logitRows
+        normalize(b.x + firstRow * hidden, weight: model.outputNorm, rows: logitRows, into: b.normed)
+        multiply(model.output, b.normed, rows: logitRows, into: b.logits)
+    }
+
+    /// `[tokenCount] -> [tokenCount, hidden]`: rows of the embedding table, dequantized.
+    private func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
+        let table = model.tokenEmbedding
+        let hidden = model.config.hidden
+        for (row, token) in tokens.enumerated() {
+            Quantization.dequantizeRow(table.type, table.row(token), x + row * hidden, count: hidden)
+        }
+    }
+
+    /// `[rows, hidden] -> [rows, hidden]`: RMSNorm of each row, scaled by `weight`.
+    private func normalize(
+        _ x: UnsafePointer<Float>, weight: Tensor, rows: Int, into y: UnsafeMutablePointer<Float>
+    ) {
+        let hidden = model.config.hidden
+        let epsilon = model.config.rmsNormEpsilon
+        for row in 0..<rows {
+            FloatKernels.rmsNorm(
+                x + row * hidden, weight: weight.floats, epsilon: epsilon, count: hidden,
+                into: y + row * hidden)
+        }
+    }
+
+    /// `[rows, inFeatures] -> [rows, outFeatures]`.
+    private func multiply(
+        _ weight: WeightMatrix, _ x: UnsafePointer<Float>, rows: Int,
+        into y: UnsafeMutablePointer<Float>
+    ) {
+        weight.multiply(x, rowCount: rows, into: y, scratch: buffers.activations, pool: pool)
+    }
+
+    /// Applies RoPE to this chunk's queries and keys, then stores keys and values in the cache,
+    /// rounded to Float16 as llama.cpp's F16 cache stores them.
+    private func rotateAndCache(layer: Int, tokenCount: Int) {
+        let config = model.config
+        let headDim = config.headDim
+        let queryDim = config.headCount * headDim
+        let b = buffers
+
+        for token in 0..<tokenCount {
+            let position = cache.count + token
+            for head in 0..<config.headCount {
+                FloatKernels.rope(
+                    b.query + token * queryDim + head * headDim, position: position,
+                    dims: config.ropeDims, base: config.ropeBase,
+                    interleaved: config.ropeInterleaved)
+            }
+            for head in 0..<config.kvHeadCount {
+                FloatKernels.rope(
+                    b.key + token * config.kvDim + head * headDim, position: position,
+                    dims: config.ropeDims, base: config.ropeBase,
+                    interleaved: config.ropeInterleaved)
+            }
+
+            let keys = cache.keys(layer: layer, position: position)
+            let values = cache.values(layer: layer, position: position)
+            keys.update(from: b.key + token * config.kvDim, count: config.kvDim)
+            values.update(from: b.value + token * config.kvDim, count: config.kvDim)
+            FloatKernels.roundToHalf(keys, count: config.kvDim)
+            FloatKernels.roundToHalf(values, count: config.kvDim)
+        }
+    }
+
+    /// Causal grouped-query attention of this chunk's queries over the cache:
+    /// `[tokenCount, headCount * headDim] -> [tokenCount, headCount * headDim]`.
+    ///
+    /// Like llama.cpp's F16 path, the query and the softmax weights are rounded to Float16
+    /// before their products with the cached keys and values.
+    private func attend(layer: Int, tokenCount: Int) {
+        let config = model.config
+        let headDim = config.headDim
+        let queryDim = config.headCount * headDim
+        let groupSize = config.headCount / config.kvHeadCount
+        let scale = 1 / Float(headDim).squareRoot()
+        let firstPosition = cache.count
+        let b = buffers
+        let cache = cache
+
+        pool.parallelFor(tokenCount * config.headCount) { items, thread in
+            let scores = b.scores + thread * b.scoresStride
+            let query = scores + b.scoresStride - headDim
+
+            for item in items {
+                let token = item / config.headCount
+                let head = item % config.headCount
+                let kvOffset = (head / groupSize) * headDim
+                let visible = firstPosition + token + 1
+
+                query.update(from: b.query + token * queryDim + head * headDim, count: headDim)
+                FloatKernels.roundToHalf(query, count: headDim)
+                for position in 0..<visible {
+                    let key = cache.keys(layer: layer, position: position) + kvOffset
+                    scores[position] = FloatKernels.dot(query, key, count: headDim) * scale
+                }
+                FloatKernels.softmax(scores, count: visible)
+                FloatKernels.roundToHalf(scores, count: visible)
+
+                let output = b.attention + token * queryDim + head * headDim
+                output.initialize(repeating: 0, count: headDim)
+                for position in 0..<visible {
+                    let value = cache.values(layer: layer, position: position) + kvOffset
+                    let weight = scores[position]
+                    for i in 0..<headDim { output[i] += weight * value[i] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import SwiftLMCore
+
+/// Which rows of logits `InferenceContext.evaluate` returns.
+public enum LogitsRequest: Sendable {
+    /// Only the last token's: what generation samples from.
+    case last
+    /// Every token's, `[tokenCount, vocabSize]`: what perplexity and logit checks read.
+    case all
+}
+
+/// A model with the state of one sequence: its KV cache, the thread pool and scratch buffers.
+///
+/// `evaluate` appends tokens to the sequence and returns logits. Inputs longer than
+/// `batchCapacity` are evaluated in consecutive chunks of that many tokens.
+public final class InferenceContext: @unchecked Sendable {
+    public let model: LlamaModel
+    public let cache: KVCache
+    public let pool: ThreadPool
+    /// Tokens evaluated in one forward pass at most.
+    public let batchCapacity: Int
+
+    let buffers: ForwardBuffers
+
+    /// - Parameters:
+    ///   - contextLength: positions the KV cache holds; at most the model's context length.
+    ///   - threadCount: threads of the pool (the caller's thread included).
+    public init(
+        model: LlamaModel, contextLength: Int? = nil, batchCapacity: Int = 512,
+        threadCount: Int = ThreadPool.defaultThreadCount
+    ) {
+        let config = model.config
+        let capacity = min(contextLength ?? config.contextLength, config.contextLength)
+        self.model = model
+        self.batchCapacity = max(1, min(batchCapacity, capacity))
+        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity)
+        pool = ThreadPool(threadCount: threadCount)
+        buffers = ForwardBuffers(model: model, batchCapacity: self.batchCapacity, pool: pool)
+    }
+
+    /// Positions held so far: the position of the next token.
+    public var position: Int { cache.count }
+    public var contextLength: Int { cache.capacity }
+
+    /// Forgets the sequence, keeping the allocations.
+    public func reset() { cache.reset() }
+
+    /// Appends `tokens` to the sequence and returns their logits.
+    ///
+    /// `[tokenCount] -> [vocabSize]` for `.last`, `[tokenCount, vocabSize]` for `.all`.
+    public func evaluate(_ tokens: [Int], logits request: LogitsRequest = .last) throws -> [Float] {
+        let vocabSize = model.config.vocabSize
+        guard !tokens.isEmpty else { throw ModelError.emptyPrompt }
+        guard position + tokens.count <= contextLength else {
+            throw ModelError.contextOverflow(
+                tokens: position + tokens.count, contextLength: contextLength)
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
+            throw ModelError.tokenOutOfRange(id: bad, vocabSize: vocabSize)
+        }
+
+        var result: [Float] = []
+        result.reserveCapacity(request == .all ? tokens.count * vocabSize : vocabSize)
+        var start = 0
+        while start < tokens.count {
+            let chunk = Array(tokens[start..<min(start + batchCapacity, tokens.count)])
+            let isLastChunk = start + chunk.count == tokens.count
+            let wantRows = request == .all ? chunk.count : (isLastChunk ? 1 : 0)
+            forward(chunk, logitRows: wantRows)
+            result.append(
+                contentsOf: UnsafeBufferPointer(start: buffers.logits, count: wantRows * vocabSize))
+            start += chunk.count
+        }
+        return result
+    }
+}
+
+/// Scratch memory of one forward pass, sized once for `batchCapacity` tokens.
+final class ForwardBuffers {
+    let x, normed, query, key, value, attention, projection, gate, up, logits, scores:
+        UnsafeMutablePointer<Float>
+    let activations: UnsafeMutableRawPointer
+    /// Floats reserved per thread for attention: scores over the whole context, then one query.
+    let scoresStride: Int
+
+    init(model: LlamaModel, batchCapacity tokens: Int, pool: ThreadPool) {
+        let config = model.config
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            buffer.initialize(repeating: 0, count: max(count, 1))
+            return buffer
+        }
+        let queryDim = config.headCount * config.headDim
+        x = floats(tokens * config.hidden)
+        normed = floats(tokens * config.hidden)
+        query = floats(tokens * queryDim)
+        key = floats(tokens * config.kvDim)
+        value = floats(tokens * config.kvDim)
+        attention = floats(tokens * queryDim)
+        projection = floats(tokens * config.hidden)
+        gate = floats(tokens * config.intermediate)
+        up = floats(tokens * config.intermediate)
+        logits = floats(tokens * config.vocabSize)
+        scoresStride = config.contextLength + config.headDim
+        scores = floats(pool.threadCount * scoresStride)
+
+        let scratchBytes = model.weightMatrices.map { $0.scratchBytes(rowCount: tokens) }.max()!
+        activations = .allocate(byteCount: scratchBytes, alignment: 64)
+    }
+
+    deinit {
+        for buffer in [x, normed, query, key, value, attention, projection, gate, up, logits, scores] {
+            buffer.deallocate()
+        }
+        activations.deallocate()
+    }
+}

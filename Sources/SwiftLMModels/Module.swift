@@ -1,1 +1,0 @@
-// The SwiftLMModels module; see docs/ARCHITECTURE.md.

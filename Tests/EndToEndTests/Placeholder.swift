@@ -1,4 +1,0 @@
-import Testing
-import SwiftLM
-
-@Test("the module links") func moduleLinks() {}

@@ -1,4 +1,0 @@
-import Testing
-import SwiftLMGeneration
-
-@Test("the module links") func moduleLinks() {}

@@ -1,4 +1,0 @@
-import Testing
-import SwiftLMModels
-
-@Test("the module links") func moduleLinks() {}
