@@ -1,4 +1,0 @@
-import Testing
-import SwiftLMFormats
-
-@Test("the module links") func moduleLinks() {}
