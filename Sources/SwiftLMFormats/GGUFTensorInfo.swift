@@ -90,11 +90,7 @@ extension GGUFTensorInfo {
     }
 }
 
-/// How messages name an element type: by its ggml number, e.g. `ggml type 3`.
-///
-/// Not `ElementType.description`: in SwiftLMCore it interpolates `self` for the quantized types,
-/// which calls `description` again until the stack overflows. Once it spells every name out,
-/// this can return `type.description` instead.
+/// How messages name an element type: its ggml name and number, e.g. `Q4_1 (ggml type 3)`.
 func messageName(of type: ElementType) -> String {
-    "ggml type \(type.rawValue)"
+    "\(type) (ggml type \(type.rawValue))"
 }
