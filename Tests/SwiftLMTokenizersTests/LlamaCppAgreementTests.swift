@@ -116,3 +116,46 @@ struct SmolLM2AgreementTests {
         #expect(tokenizer.eotTokenID == 2 || tokenizer.eotTokenID == 0)
     }
 }
+
+/// Thousands of random strings tokenized by llama.cpp (scripts/reference/fuzz_tokenizer.py).
+/// Runs only when SWIFTLM_TOKENIZER_FUZZ_DIR names that script's output; the SmolLM2 part
+/// also needs SWIFTLM_VOCAB_JSON.
+@Suite("Agreement with llama.cpp on random strings (needs SWIFTLM_TOKENIZER_FUZZ_DIR)")
+struct RandomStringAgreementTests {
+    static let directory = ProcessInfo.processInfo.environment["SWIFTLM_TOKENIZER_FUZZ_DIR"]
+
+    static func data(_ name: String) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: try #require(directory)).appendingPathComponent(name))
+    }
+
+    @Test("SentencePiece", .enabled(if: directory != nil))
+    func sentencePiece() throws {
+        let fixture = try Fixtures.decode(SentencePieceFixture.self, from: Self.data("spm_tiny.json"))
+        let tokenizer = try Tokenizer(vocabulary: fixture.vocabulary.vocabulary())
+        for reference in fixture.cases {
+            expectAgreement(tokenizer, reference, context: "spm")
+        }
+    }
+
+    @Test("byte-level BPE", .enabled(if: directory != nil))
+    func bytePair() throws {
+        let fixture = try Fixtures.decode(BytePairFixture.self, from: Self.data("bpe_tiny.json"))
+        for (pre, cases) in fixture.preTokenizers.sorted(by: { $0.key < $1.key }) {
+            let tokenizer = try Tokenizer(vocabulary: fixture.vocabulary.vocabulary(pre: pre))
+            for reference in cases.cases {
+                expectAgreement(tokenizer, reference, context: pre)
+            }
+        }
+    }
+
+    @Test(
+        "SmolLM2",
+        .enabled(if: directory != nil && SmolLM2AgreementTests.vocabularyPath != nil))
+    func smolLM2() throws {
+        let tokenizer = try SmolLM2AgreementTests.tokenizer()
+        let cases = try Fixtures.decode([ReferenceCase].self, from: Self.data("smollm2.json"))
+        for reference in cases {
+            expectAgreement(tokenizer, reference, context: "smollm2")
+        }
+    }
+}
