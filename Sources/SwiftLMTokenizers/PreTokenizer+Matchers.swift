@@ -222,7 +222,9 @@ struct PieceCursor {
 
             words.emit(upTo: position, into: &output)
             position += 1
-            while runs, position < end, matches(scalars[position], CodepointFlags.of(scalars[position])) {
+            while runs, position < end,
+                matches(scalars[position], CodepointFlags.of(scalars[position]))
+            {
                 position += 1
             }
             words.emit(upTo: position, into: &output)

@@ -20,7 +20,8 @@ struct SentencePieceEncoder: Sendable {
         self.unknownTokenID = unknownTokenID
         self.byteTokens = (0..<256).map { byte in
             // llama_vocab::byte_to_token: the hex spelling first, then the raw byte.
-            let id = tokens.index(of: Self.hexSpelling(of: UInt8(byte))[...])
+            let id =
+                tokens.index(of: Self.hexSpelling(of: UInt8(byte))[...])
                 ?? tokens.index(of: [UInt8(byte)][...])
             return Int32(id ?? -1)
         }

@@ -53,9 +53,10 @@ public final class Tokenizer: Sendable {
         // llama.cpp renames empty tokens "[EMPTY_<id>]" so every text is a key.
         let spelled = tokens.enumerated().map { $1.isEmpty ? "[EMPTY_\($0)]" : $1 }
         let texts = try Self.indexTexts(spelled)
-        var attributes = vocabulary.tokenTypes.map { types in
-            tokens.indices.map { TokenAttributes(tokenType: types[$0]) }
-        } ?? Array(repeating: .normal, count: tokens.count)
+        var attributes =
+            vocabulary.tokenTypes.map { types in
+                tokens.indices.map { TokenAttributes(tokenType: types[$0]) }
+            } ?? Array(repeating: .normal, count: tokens.count)
 
         switch vocabulary.model {
         case "gpt2":
@@ -97,7 +98,9 @@ public final class Tokenizer: Sendable {
         self.endOfGeneration = roles.endOfGeneration
         self.specialTokens = tokens.indices
             .filter { !attributes[$0].isDisjoint(with: .special) }
-            .sorted { texts[$0].count != texts[$1].count ? texts[$0].count > texts[$1].count : $0 < $1 }
+            .sorted {
+                texts[$0].count != texts[$1].count ? texts[$0].count > texts[$1].count : $0 < $1
+            }
         self.pieces = ByteStringPieces(
             texts: texts, attributes: attributes, algorithm: algorithm)
     }

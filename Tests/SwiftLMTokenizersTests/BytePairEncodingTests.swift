@@ -75,7 +75,9 @@ struct BytePairEncodingTests {
             merges: [("h", "i")],
             extra: [("<|im_start|>", .control), ("<|im_end|>", .control), ("<tool>", .userDefined)])
         let tokenizer = try Tokenizer(vocabulary: vocabulary)
-        let start = 257, end = 258, tool = 259
+        let start = 257
+        let end = 258
+        let tool = 259
 
         #expect(tokenizer.encode("<|im_start|>hi<|im_end|>") == [start, 256, end])
         #expect(tokenizer.encode("<|im_start|><|im_start|>") == [start, start])
@@ -100,7 +102,9 @@ struct BytePairEncodingTests {
     @Test("end-of-turn tokens are found by their text and end generation")
     func endOfGeneration() throws {
         let vocabulary = TestVocabularies.byteLevel(
-            extra: [("<|endoftext|>", .control), ("<|im_end|>", .normal), ("<|im_start|>", .control)],
+            extra: [
+                ("<|endoftext|>", .control), ("<|im_end|>", .normal), ("<|im_start|>", .control),
+            ],
             eos: 256)
         let tokenizer = try Tokenizer(vocabulary: vocabulary)
 

@@ -101,7 +101,9 @@ struct SmolLM2AgreementTests {
         return try Fixtures.decode([ReferenceCase].self, from: Data(contentsOf: url))
     }
 
-    @Test("every fixture string tokenizes and decodes as in llama.cpp", .enabled(if: vocabularyPath != nil))
+    @Test(
+        "every fixture string tokenizes and decodes as in llama.cpp",
+        .enabled(if: vocabularyPath != nil))
     func fixtureStrings() throws {
         let tokenizer = try Self.tokenizer()
         for reference in try Self.references() {
@@ -109,7 +111,9 @@ struct SmolLM2AgreementTests {
         }
     }
 
-    @Test("end of generation is <|endoftext|>, <|im_end|> and <reponame>", .enabled(if: vocabularyPath != nil))
+    @Test(
+        "end of generation is <|endoftext|>, <|im_end|> and <reponame>",
+        .enabled(if: vocabularyPath != nil))
     func endOfGeneration() throws {
         let tokenizer = try Self.tokenizer()
         #expect((0..<tokenizer.vocabSize).filter(tokenizer.isEndOfGeneration) == [0, 2, 4])
@@ -125,12 +129,14 @@ struct RandomStringAgreementTests {
     static let directory = ProcessInfo.processInfo.environment["SWIFTLM_TOKENIZER_FUZZ_DIR"]
 
     static func data(_ name: String) throws -> Data {
-        try Data(contentsOf: URL(fileURLWithPath: try #require(directory)).appendingPathComponent(name))
+        try Data(
+            contentsOf: URL(fileURLWithPath: try #require(directory)).appendingPathComponent(name))
     }
 
     @Test("SentencePiece", .enabled(if: directory != nil))
     func sentencePiece() throws {
-        let fixture = try Fixtures.decode(SentencePieceFixture.self, from: Self.data("spm_tiny.json"))
+        let fixture = try Fixtures.decode(
+            SentencePieceFixture.self, from: Self.data("spm_tiny.json"))
         let tokenizer = try Tokenizer(vocabulary: fixture.vocabulary.vocabulary())
         for reference in fixture.cases {
             expectAgreement(tokenizer, reference, context: "spm")

@@ -12,7 +12,9 @@ struct PreTokenizerTests {
         var start = 0
         return try PreTokenizer(name: name).split(scalars).map { length in
             defer { start += length }
-            return String(String.UnicodeScalarView(scalars[start..<start + length].map { Unicode.Scalar($0)! }))
+            return String(
+                String.UnicodeScalarView(
+                    scalars[start..<start + length].map { Unicode.Scalar($0)! }))
         }
     }
 

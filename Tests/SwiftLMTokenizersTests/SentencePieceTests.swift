@@ -12,14 +12,16 @@ struct SentencePieceTests {
 
     @Test("spaces become ▁ and the text gets a leading ▁")
     func spacePrefix() throws {
-        let tokenizer = try Tokenizer(vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
+        let tokenizer = try Tokenizer(
+            vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
         #expect(tokenizer.texts(tokenizer.encode("hi hi", addSpecial: false)) == ["▁hi", "▁hi"])
         #expect(tokenizer.texts(tokenizer.encode("hi")) == ["<s>", "▁hi"])
     }
 
     @Test("the pair whose merge scores highest merges first")
     func mergesByScore() throws {
-        let tokenizer = try Tokenizer(vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
+        let tokenizer = try Tokenizer(
+            vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
         // "ab" (-3) beats "bc" (-4), then "abc" joins "ab" and "c".
         #expect(tokenizer.texts(tokenizer.encode("abc", addSpecial: false)) == ["▁", "abc"])
 
@@ -32,7 +34,8 @@ struct SentencePieceTests {
 
     @Test("characters without a token fall back to byte tokens")
     func byteFallback() throws {
-        let tokenizer = try Tokenizer(vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
+        let tokenizer = try Tokenizer(
+            vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
         let ids = tokenizer.encode("é", addSpecial: false)
         #expect(tokenizer.texts(ids) == ["▁", "<0xC3>", "<0xA9>"])
         #expect(tokenizer.decode(ids) == "é")
@@ -42,12 +45,14 @@ struct SentencePieceTests {
     func unknownToken() throws {
         let tokenizer = try Tokenizer(
             vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces, byteFallback: false))
-        #expect(tokenizer.texts(tokenizer.encode("aéb", addSpecial: false)) == ["▁", "a", "<unk>", "b"])
+        #expect(
+            tokenizer.texts(tokenizer.encode("aéb", addSpecial: false)) == ["▁", "a", "<unk>", "b"])
     }
 
     @Test("decoding drops the leading space that encoding added")
     func decodeDropsPrefix() throws {
-        let tokenizer = try Tokenizer(vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
+        let tokenizer = try Tokenizer(
+            vocabulary: TestVocabularies.sentencePiece(pieces: Self.pieces))
         let ids = tokenizer.encode("hi abc", addSpecial: false)
         #expect(tokenizer.decode(ids) == "hi abc")
         #expect(tokenizer.decode(tokenizer.encode("hi abc"), skipSpecial: true) == " hi abc")

@@ -8,7 +8,8 @@ import Testing
 struct StreamingDecoderTests {
     @Test("a 4-byte emoji split over byte tokens comes out whole, once")
     func emojiOverByteTokens() throws {
-        let tokenizer = try Tokenizer(vocabulary: TestVocabularies.sentencePiece(pieces: [("▁", -1)]))
+        let tokenizer = try Tokenizer(
+            vocabulary: TestVocabularies.sentencePiece(pieces: [("▁", -1)]))
         let ids = tokenizer.encode("🎉!", addSpecial: false)
         #expect(tokenizer.texts(ids) == ["▁", "<0xF0>", "<0x9F>", "<0x8E>", "<0x89>", "<0x21>"])
 

@@ -8,7 +8,8 @@ enum TestVocabularies {
     static let gpt2Characters: [String] = {
         var next = 0x100
         return (0..<256).map { byte in
-            let printable = (0x21...0x7E).contains(byte) || (0xA1...0xAC).contains(byte)
+            let printable =
+                (0x21...0x7E).contains(byte) || (0xA1...0xAC).contains(byte)
                 || (0xAE...0xFF).contains(byte)
             defer { if !printable { next += 1 } }
             return String(Unicode.Scalar(printable ? byte : next)!)
@@ -70,7 +71,8 @@ enum TestVocabularies {
             types.append(type.rawValue)
             scores.append(0)
         }
-        return TokenizerVocabulary(model: "llama", tokens: tokens, scores: scores, tokenTypes: types)
+        return TokenizerVocabulary(
+            model: "llama", tokens: tokens, scores: scores, tokenTypes: types)
     }
 }
 
