@@ -10,7 +10,7 @@
 ///
 /// Pieces are joined as they are (llama_token_to_piece), without llama_detokenize's
 /// sequence-level clean-ups, as llama.cpp's own streaming output does.
-public struct StreamingDecoder {
+public struct StreamingDecoder: Sendable {
     private let tokenizer: Tokenizer
     private let skipSpecial: Bool
     private var pending: [UInt8] = []

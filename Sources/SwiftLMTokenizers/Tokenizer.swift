@@ -7,6 +7,13 @@
 /// A tokenizer for one vocabulary: byte-level BPE ("gpt2") or SentencePiece ("llama").
 ///
 /// Immutable once made, and safe to share between tasks.
+///
+/// Known limits, each written where it lives: other tokenizer models (BERT, T5, RWKV ...)
+/// and pre-tokenizers outside ``PreTokenizer``'s list throw `unsupported`; the whitespace
+/// stripping llama.cpp applies beside special tokens of a few models chosen by name (Phi-3)
+/// is not done; where a vocabulary has two candidate texts for one role (end of turn,
+/// fill-in-the-middle) or two special tokens of equal length overlap, we take the lower id
+/// where llama.cpp's choice depends on hash or sort order.
 public final class Tokenizer: Sendable {
     enum Algorithm: Sendable {
         case bytePairEncoding(BytePairEncoder)

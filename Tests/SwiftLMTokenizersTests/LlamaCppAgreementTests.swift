@@ -70,9 +70,9 @@ struct LlamaCppAgreementTests {
     }
 }
 
-/// Checks against the real SmolLM2 vocabulary, dumped from its GGUF to JSON. Runs only when
-/// SWIFTLM_VOCAB_JSON names that dump (keys as in the GGUF: "tokenizer.ggml.tokens" ...);
-/// the committed end-to-end test reads the vocabulary from the GGUF itself.
+/// Checks against the real SmolLM2 vocabulary, dumped from its GGUF to JSON by
+/// scripts/reference/dump_vocab.py. Runs only when SWIFTLM_VOCAB_JSON names that dump; the
+/// end-to-end tests read the vocabulary from the GGUF itself.
 @Suite("Agreement with llama.cpp on SmolLM2 (needs SWIFTLM_VOCAB_JSON)")
 struct SmolLM2AgreementTests {
     static let vocabularyPath = ProcessInfo.processInfo.environment["SWIFTLM_VOCAB_JSON"]
