@@ -1,1 +1,0 @@
-// The SwiftLMTokenizers module; see docs/ARCHITECTURE.md.

@@ -1,4 +1,0 @@
-import Testing
-import SwiftLMTokenizers
-
-@Test("the module links") func moduleLinks() {}
