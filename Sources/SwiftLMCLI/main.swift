@@ -14,7 +14,7 @@ let commands: [any Command.Type] = [
     InfoCommand.self,
 ]
 
-func overview() -> String {
+func overview(_ commands: [any Command.Type]) -> String {
     var text = "swiftlm: run large language models on the CPU\n\nUsage: swiftlm COMMAND [OPTIONS]\n\n"
     text += "Commands:\n"
     for command in commands {
@@ -28,7 +28,7 @@ func overview() -> String {
 
 let argv = CommandLine.arguments.dropFirst()
 guard let name = argv.first, !["--help", "-h", "help"].contains(name) else {
-    print(overview(), terminator: "")
+    print(overview(commands), terminator: "")
     exit(argv.isEmpty ? 1 : 0)
 }
 guard let command = commands.first(where: { $0.name == name }) else {

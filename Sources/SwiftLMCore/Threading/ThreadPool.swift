@@ -96,10 +96,13 @@ private final class JobBoard: @unchecked Sendable {
                 return
             }
             seenGeneration = generation
-            let work = job
+            var work = job
             condition.unlock()
 
             work?(workerIndex)
+            // Drop the reference before reporting: the caller's closure must not outlive the
+            // call that lent it (withoutActuallyEscaping checks this).
+            work = nil
 
             condition.lock()
             pending -= 1
