@@ -53,8 +53,8 @@ struct SpecialTokenRoles {
     ]
     static let endOfMessageTexts: Set<String> = ["<|eom_id|>"]
     static let fillInMiddlePrefixTexts: Set<String> = [
-        "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
-        "<|code_prefix|>", "<|prefix|>",
+        "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>",
+        "▁<PRE>", "<|code_prefix|>", "<|prefix|>",
     ]
     static let fillInMiddleSuffixTexts: Set<String> = [
         "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
