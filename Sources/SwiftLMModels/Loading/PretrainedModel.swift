@@ -95,29 +95,26 @@ extension LlamaModel {
 }
 
 extension TokenizerVocabulary {
-    /// Reads the `tokenizer.ggml.*` metadata of a GGUF file.
+    /// Reads the `tokenizer.ggml.*` metadata of a GGUF file. Absent keys stay nil, so the
+    /// tokenizer applies llama.cpp's defaults for the vocabulary type.
     public init(gguf file: GGUFFile) throws {
         let metadata = file.metadata
-        guard let model = metadata["tokenizer.ggml.model"]?.string else {
+        func value(_ key: String) -> GGUFValue? { metadata["tokenizer.ggml." + key] }
+
+        guard let model = value("model")?.string else {
             throw ModelError.missingMetadata(key: "tokenizer.ggml.model")
         }
-        guard let tokens = metadata["tokenizer.ggml.tokens"]?.stringArray else {
+        guard let tokens = value("tokens")?.stringArray else {
             throw ModelError.missingMetadata(key: "tokenizer.ggml.tokens")
         }
-        self.init(model: model, tokens: tokens)
-        pre = metadata["tokenizer.ggml.pre"]?.string
-        scores = metadata["tokenizer.ggml.scores"]?.floatArray
-        tokenTypes = metadata["tokenizer.ggml.token_type"]?.intArray
-        merges = metadata["tokenizer.ggml.merges"]?.stringArray
-        bosTokenID = metadata["tokenizer.ggml.bos_token_id"]?.int
-        eosTokenID = metadata["tokenizer.ggml.eos_token_id"]?.int
-        eotTokenID = metadata["tokenizer.ggml.eot_token_id"]?.int
-        unknownTokenID = metadata["tokenizer.ggml.unknown_token_id"]?.int
-        paddingTokenID = metadata["tokenizer.ggml.padding_token_id"]?.int
-        // llama.cpp's defaults when a file is silent: SentencePiece vocabularies add BOS and a
-        // space prefix, byte-level BPE ones add neither.
-        addBOS = metadata["tokenizer.ggml.add_bos_token"]?.bool ?? (model == "llama")
-        addEOS = metadata["tokenizer.ggml.add_eos_token"]?.bool ?? false
-        addSpacePrefix = metadata["tokenizer.ggml.add_space_prefix"]?.bool ?? (model == "llama")
+        self.init(
+            model: model, pre: value("pre")?.string, tokens: tokens,
+            scores: value("scores")?.floatArray, tokenTypes: value("token_type")?.intArray,
+            merges: value("merges")?.stringArray, bosTokenID: value("bos_token_id")?.int,
+            eosTokenID: value("eos_token_id")?.int, eotTokenID: value("eot_token_id")?.int,
+            unknownTokenID: value("unknown_token_id")?.int,
+            paddingTokenID: value("padding_token_id")?.int,
+            addBOS: value("add_bos_token")?.bool, addEOS: value("add_eos_token")?.bool,
+            addSpacePrefix: value("add_space_prefix")?.bool)
     }
 }
