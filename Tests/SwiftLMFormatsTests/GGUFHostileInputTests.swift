@@ -227,7 +227,7 @@ private let hostileCases: [HostileCase] = [
         name: "row length not a whole number of blocks",
         bytes: GGUFBytes.oneTensor(dims: [16, 2], type: ElementType.q4_1.rawValue),
         matches: { if case .invalidValue = $0 { true } else { false } },
-        mentions: ["tensor info 'x' dims", "multiple of 32, the block size of ggml type 3"]),
+        mentions: ["tensor info 'x' dims", "multiple of 32, the block size of Q4_1 (ggml type 3)"]),
     HostileCase(
         name: "unknown tensor type", bytes: GGUFBytes.oneTensor(type: 99),
         matches: { $0 == .unknownTensorType(tensor: "x", type: 99, offset: 45) },

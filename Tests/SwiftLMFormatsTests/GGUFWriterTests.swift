@@ -9,7 +9,7 @@ struct GGUFWriterTests {
     func wrongDataSize() {
         var writer = GGUFWriter()
         let error = GGUFError.invalidTensor(
-            name: "w", reason: "data has 31 bytes, shape [4, 2] of ggml type 0 needs 32")
+            name: "w", reason: "data has 31 bytes, shape [4, 2] of F32 (ggml type 0) needs 32")
         #expect(throws: error) {
             try writer.addTensor(name: "w", shape: [4, 2], type: .f32, data: pattern(31, seed: 0))
         }
