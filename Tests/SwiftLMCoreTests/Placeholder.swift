@@ -1,4 +1,0 @@
-import Testing
-import SwiftLMCore
-
-@Test("the module links") func moduleLinks() {}
