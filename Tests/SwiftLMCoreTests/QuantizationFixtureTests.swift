@@ -74,6 +74,51 @@ struct QuantizationFixtureTests {
         }
     }
 
+    @Test("activations quantize to the bytes of llama.cpp's own CPU quantizers")
+    func activationsMatchGGML() throws {
+        let cases = try QuantFixture.load("quant_dot", as: QuantFixture.DotCase.self)
+        let annotated = cases.filter { $0.ggml != nil }
+        try #require(!annotated.isEmpty, "fixtures lack llama.cpp results (--ggml-cpu)")
+
+        for fixture in annotated {
+            let type = try #require(ElementType(ggmlName: fixture.type))
+            let x = try QuantFixture.floats(fixture.activations)
+            let expected = try QuantFixture.bytes(fixture.ggml!.activations)
+            #expect(
+                quantizeActivations(x, for: type) == expected, "\(fixture.type) \(fixture.name)")
+        }
+    }
+
+    /// How close the kernels come to llama.cpp's, relative to sum |w_i * a_i|. The integer sums
+    /// agree exactly; the float sums differ in order, and the C compiler fuses multiply-adds.
+    static let ggmlTolerance = 1e-6
+
+    @Test("kernels agree with llama.cpp's ggml_vec_dot on llama.cpp's activation blocks")
+    func kernelsMatchGGML() throws {
+        let cases = try QuantFixture.load("quant_dot", as: QuantFixture.DotCase.self)
+        for fixture in cases {
+            guard let ggml = fixture.ggml else { continue }
+            let type = try #require(ElementType(ggmlName: fixture.type))
+            let weights = try QuantFixture.bytes(fixture.weights)
+            let activations = try QuantFixture.bytes(ggml.activations)
+            let w = dequantize(type, weights, count: fixture.count)
+            let a = dequantize(
+                Quantization.activationType(for: type), activations, count: fixture.count)
+            let magnitude = zip(w, a).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
+            let label = "\(fixture.type) \(fixture.name)"
+
+            let fast = dot(
+                Quantization.dotKernel(for: type), weights, activations, count: fixture.count)
+            #expect(
+                abs(Double(fast) - ggml.dot) <= Self.ggmlTolerance * magnitude, "\(label): \(fast)")
+
+            let reference = Quantization.referenceDotKernel(for: type)
+            let result = Double(dot(reference, weights, activations, count: fixture.count))
+            let expected = ggml.dotGeneric ?? ggml.dot
+            #expect(abs(result - expected) <= Self.ggmlTolerance * magnitude, "\(label): \(result)")
+        }
+    }
+
     /// How far a kernel may land from dot(w, x) because the activations were rounded to the
     /// activation type: sum |w_i| * (rounding error of x_i), plus the rounding of Q8_1's `s`, plus
     /// float summation. For the 8-bit types a step is d = amax / 127 (half a step of error), and d
@@ -151,6 +196,21 @@ enum QuantFixture {
         let weights: String
         let activations: String
         let expected: Double
+        let ggml: GGMLResult?
+    }
+
+    /// What llama.cpp's CPU backend computes for a dot case: its activation blocks for the float
+    /// activations, and its `ggml_vec_dot_*` on them (the build's SIMD kernel and, for the
+    /// quantized types, the portable `_generic` one).
+    struct GGMLResult: Decodable {
+        let activations: String
+        let dot: Double
+        let dotGeneric: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case activations, dot
+            case dotGeneric = "dot_generic"
+        }
     }
 
     struct MissingFixture: Error, CustomStringConvertible {

@@ -15,10 +15,16 @@ Outputs, in Tests/SwiftLMCoreTests/Fixtures/ (binary data base64-encoded, little
   quant_quantize.json    float rows and gguf-py's blocks for them (the types it can quantize)
   quant_dot.json         weight rows, float activations, and float64 dot(dequantize(w), x)
 With --model, rows sampled from the model's Q4_1 and Q8_0 tensors join the first and third.
+
+With --ggml-cpu (libggml-cpu.so of a llama.cpp build, e.g. llama-cpp-python's), each dot case also
+records what llama.cpp's CPU backend itself computes: the activation blocks of its `from_float`
+quantizer (quantize_row_q8_0/_q8_1/_q8_K, ggml_cpu_fp32_to_fp16/_bf16) and the results of its
+`ggml_vec_dot_*` kernel, both the build's SIMD one and the portable `_generic` one.
 """
 
 import argparse
 import base64
+import ctypes
 import json
 from importlib.metadata import version
 from pathlib import Path
@@ -194,6 +200,63 @@ def dot_cases() -> list[dict]:
     return cases
 
 
+class GGML:
+    """llama.cpp's CPU kernels, called through ctypes."""
+
+    FROM_FLOAT = {"Q8_0": "quantize_row_q8_0", "Q8_1": "quantize_row_q8_1",
+                  "Q8_K": "quantize_row_q8_K", "F16": "ggml_cpu_fp32_to_fp16",
+                  "BF16": "ggml_cpu_fp32_to_bf16"}
+    ACTIVATION = {"Q8_0": "Q8_0", "Q4_0": "Q8_0", "Q4_1": "Q8_1", "Q4_K": "Q8_K", "Q5_K": "Q8_K",
+                  "Q6_K": "Q8_K", "F16": "F16", "BF16": "BF16", "F32": "F32"}
+    ACTIVATION_BYTES = {"Q8_0": 34 / 32, "Q8_1": 36 / 32, "Q8_K": 292 / 256, "F16": 2, "BF16": 2,
+                        "F32": 4}
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.ggml_cpu_init()
+        features = ("avx2", "fma", "f16c", "avx512", "avx512_vnni")
+        self.features = [f for f in features if getattr(self.lib, f"ggml_cpu_has_{f}")()]
+
+    def kernel(self, weight_type: str) -> str:
+        if weight_type in ("F32", "F16", "BF16"):
+            return f"ggml_vec_dot_{weight_type.lower()}"
+        return f"ggml_vec_dot_{weight_type.lower()}_{self.ACTIVATION[weight_type].lower()}".replace(
+            "_k", "_K")
+
+    def activations(self, weight_type: str, x: np.ndarray) -> np.ndarray:
+        activation_type = self.ACTIVATION[weight_type]
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if activation_type == "F32":
+            return x.view(np.uint8).copy()
+        out = np.zeros(int(x.size * self.ACTIVATION_BYTES[activation_type]), dtype=np.uint8)
+        getattr(self.lib, self.FROM_FLOAT[activation_type])(
+            x.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p),
+            ctypes.c_int64(x.size))
+        return out
+
+    def dot(self, name: str, count: int, weights: np.ndarray, activations: np.ndarray) -> float:
+        result = ctypes.c_float(0)
+        weights = np.ascontiguousarray(weights)
+        getattr(self.lib, name)(
+            ctypes.c_int(count), ctypes.byref(result), ctypes.c_size_t(0),
+            weights.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(0),
+            activations.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(0), ctypes.c_int(1))
+        return float(result.value)
+
+    def annotate(self, case: dict) -> None:
+        """Adds llama.cpp's activation blocks and dot products to a dot case."""
+        weights = np.frombuffer(base64.b64decode(case["weights"]), dtype=np.uint8)
+        x = np.frombuffer(base64.b64decode(case["activations"]), dtype=np.float32)
+        activations = self.activations(case["type"], x)
+        name = self.kernel(case["type"])
+        record = {"activations": b64(activations),
+                  "dot": self.dot(name, case["count"], weights, activations)}
+        if case["type"] not in ("F32", "F16", "BF16"):
+            record["dot_generic"] = self.dot(name + "_generic", case["count"], weights, activations)
+        case["ggml"] = record
+
+
 def model_rows(path: Path) -> tuple[list[dict], list[dict]]:
     """A few rows of the model's Q4_1 and Q8_0 tensors: real blocks, real scale distributions."""
     from gguf import GGUFReader
@@ -218,6 +281,7 @@ def model_rows(path: Path) -> tuple[list[dict], list[dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a GGUF file with Q4_1 and Q8_0 tensors")
+    parser.add_argument("--ggml-cpu", type=Path, help="libggml-cpu.so of a llama.cpp build")
     args = parser.parse_args()
     generator = (f"scripts/reference/make_quant_fixtures.py, gguf {version('gguf')}, "
                  f"numpy {np.__version__}")
@@ -242,6 +306,11 @@ def main() -> None:
         real_dequantize, real_dot = model_rows(args.model)
         dequantize += real_dequantize
         dot += real_dot
+    if args.ggml_cpu:
+        ggml = GGML(args.ggml_cpu)
+        for case in dot:
+            ggml.annotate(case)
+        generator += f", {args.ggml_cpu.resolve().name} ({' '.join(ggml.features)})"
 
     OUT.mkdir(parents=True, exist_ok=True)
     for name, cases in (("dequantize", dequantize), ("quantize", quantize_cases()), ("dot", dot)):
