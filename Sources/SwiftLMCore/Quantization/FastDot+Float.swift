@@ -1,3 +1,7 @@
+#if arch(x86_64)
+    import _Builtin_intrinsics.intel
+#endif
+
 /// Fast dot kernels for the unquantized types, whose activations have the weights' own type.
 /// They multiply and add in binary32 across 16 lanes (ggml's AVX kernels in ggml-cpu/vec.cpp do
 /// the same with FMA; the x86-64 baseline has none, and Swift never fuses on its own).
@@ -84,17 +88,31 @@ extension FastDot {
 
     /// Four binary16 numbers, one in the low 16 bits of each lane, as floats: the lane-wise form
     /// of `HalfPrecision.float(fromHalf:)`.
+    ///
+    /// On x86 it is written with SSE2 intrinsics: spelled with Swift's SIMD operators, LLVM
+    /// scalarizes half of it (and the comparison `.>=` becomes a loop over lanes), which made the
+    /// kernel slower than the scalar reference.
     @inline(__always)
     static func floats(fromHalves halves: SIMD4<UInt32>) -> SIMD4<Float> {
-        let magnitude = unsafeBitCast((halves & 0x7FFF) &<< 13, to: SIMD4<Int32>.self)
-        let sign = (halves & 0x8000) &<< 16
-
-        let scaled =
-            floats(bits: unsafeBitCast(magnitude, to: SIMD4<UInt32>.self))
-            * Float(bitPattern: 0x7780_0000)
-        let special = unsafeBitCast(magnitude | 0x7F80_0000, to: SIMD4<UInt32>.self)
-        let value = unsafeBitCast(scaled, to: SIMD4<UInt32>.self)
-            .replacing(with: special, where: magnitude .>= 0x0F80_0000)
-        return floats(bits: value | sign)
+        #if arch(x86_64)
+            let bits = unsafeBitCast(halves, to: __m128i.self)
+            let magnitude = _mm_slli_epi32(_mm_and_si128(bits, _mm_set1_epi32(0x7FFF)), 13)
+            let sign = _mm_slli_epi32(_mm_and_si128(bits, _mm_set1_epi32(0x8000)), 16)
+            let scaled = _mm_mul_ps(_mm_castsi128_ps(magnitude), _mm_set1_ps(0x1p112))
+            let special = _mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x0F7F_FFFF))
+            let infinityOrNaN = _mm_or_si128(magnitude, _mm_set1_epi32(0x7F80_0000))
+            let value = _mm_or_si128(
+                _mm_andnot_si128(special, _mm_castps_si128(scaled)),
+                _mm_and_si128(special, infinityOrNaN))
+            return unsafeBitCast(_mm_or_si128(value, sign), to: SIMD4<Float>.self)
+        #else
+            let magnitude = (halves & 0x7FFF) &<< 13
+            let sign = (halves & 0x8000) &<< 16
+            let scaled = floats(bits: magnitude) * Float(bitPattern: 0x7780_0000)
+            let special = 0 &- (((halves & 0x7C00) &+ 0x0400) &>> 15)
+            let scaledBits = unsafeBitCast(scaled, to: SIMD4<UInt32>.self)
+            let value = (scaledBits & ~special) | ((magnitude | 0x7F80_0000) & special)
+            return floats(bits: value | sign)
+        #endif
     }
 }
