@@ -178,7 +178,7 @@ struct ChatTemplateFixtureTests {
         for name in [
             "SmolLM2-Instruct", "ChatML", "Qwen2-Instruct", "Qwen2.5-Instruct", "Qwen3",
             "Llama-2-chat", "Llama-3-Instruct", "Llama-3.1-Instruct", "Mistral-Instruct-v0.1",
-            "Zephyr", "Gemma", "Phi-3",
+            "Zephyr", "Gemma", "Phi-3", "Mistral-Instruct-v0.3", "DeepSeek-R1-Distill",
         ] {
             #expect(templates.contains(name), "missing \(name)")
         }
@@ -447,6 +447,7 @@ struct ChatTemplateWhitespaceTests {
             ("a {%+ if true %}b{% endif %}\n  {%+ if true +%}\nc{% endif %}", "a b  \nc"),
             ("{# comment #}\nx{#- trimmed -#}   y\n  {# indented #}\nz", "xy\nz"),
             ("line\n", "line"),
+            ("x{#", "x"),
             ("line\n\n", "line\n"),
             ("a\r\nb\rc", "a\nb\nc"),
             ("{{ 'x' }}\n{{ 'y' }}", "x\ny"),
@@ -548,6 +549,14 @@ struct ChatTemplateLoopTests {
         #expect(
             try render("{% set g = [1, 2, 3] | select('odd') %}{{ g | list }}{{ g | list }}")
                 == "[1, 3][]")
+    }
+
+    @Test("generator filters raise only when iterated, as jinja2's generator functions do")
+    func generatorsAreLazy() throws {
+        #expect(try render("{% set g = none | items %}ok") == "ok")
+        #expect(
+            renderError("{{ none | items | list }}")
+                == .runtime("Can only get item pairs from a mapping.", line: 1, column: 19))
     }
 }
 

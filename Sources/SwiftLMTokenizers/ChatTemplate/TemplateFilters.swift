@@ -36,16 +36,21 @@ enum TemplateFilters {
             return try last(value)
         case "items":
             _ = try arguments.bind(name, [])
-            return try items(value)
+            return items(value)
         case "join":
             return try join(value, arguments)
         case "list":
             _ = try arguments.bind(name, [])
             return .list(try value.iterate())
         case "map":
-            return try map(value, arguments)
+            return .generator(
+                TemplateGenerator(deferred: { () throws(ValueFailure) in try map(value, arguments) }
+                ))
         case "select", "reject", "selectattr", "rejectattr":
-            return try select(name, value, arguments)
+            return .generator(
+                TemplateGenerator(deferred: { () throws(ValueFailure) in
+                    try select(name, value, arguments)
+                }))
         case "replace":
             return try replace(value, arguments)
         case "reverse":
@@ -95,7 +100,7 @@ enum TemplateFilters {
     /// `next(iter(value))`, or an undefined value when empty.
     private static func first(_ value: TemplateValue) throws(ValueFailure) -> TemplateValue {
         let empty = TemplateValue.undefined(message: "No first item, sequence was empty.")
-        if case .generator(let generator) = value { return generator.next() ?? empty }
+        if case .generator(let generator) = value { return try generator.next() ?? empty }
         return try value.iterate().first ?? empty
     }
 
@@ -111,15 +116,19 @@ enum TemplateFilters {
         }
     }
 
-    private static func items(_ value: TemplateValue) throws(ValueFailure) -> TemplateValue {
-        switch value {
-        case .undefined:
-            return .generator(TemplateGenerator([]))
-        case .dictionary(let dictionary):
-            return .generator(TemplateGenerator(dictionary.entries.map { .tuple([$0, $1]) }))
-        default:
-            throw .runtime("Can only get item pairs from a mapping.")
-        }
+    /// A deferred generator of `(key, value)` tuples.
+    private static func items(_ value: TemplateValue) -> TemplateValue {
+        .generator(
+            TemplateGenerator(deferred: { () throws(ValueFailure) in
+                switch value {
+                case .undefined:
+                    return []
+                case .dictionary(let dictionary):
+                    return dictionary.entries.map { .tuple([$0, $1]) }
+                default:
+                    throw .runtime("Can only get item pairs from a mapping.")
+                }
+            }))
     }
 
     private static func join(
@@ -166,7 +175,7 @@ enum TemplateFilters {
         case .string(let text):
             return .string(String(scalars: text.unicodeScalars.reversed()))
         case .generator(let generator):
-            return .list(generator.drain().reversed())
+            return .list(try generator.drain().reversed())
         case .undefined, .list, .tuple, .dictionary, .view:
             return .generator(TemplateGenerator(try value.iterate().reversed()))
         default:
@@ -176,12 +185,11 @@ enum TemplateFilters {
 
     // MARK: Higher-order filters
 
-    /// `map(attribute='name', default=...)` or `map('filter', arguments...)`, lazily in jinja2,
-    /// so the result is a generator.
+    /// The items of `map(attribute='name', default=...)` or `map('filter', arguments...)`.
     private static func map(
         _ value: TemplateValue, _ arguments: TemplateArguments
-    ) throws(ValueFailure) -> TemplateValue {
-        guard value.isTruthy else { return .generator(TemplateGenerator([])) }
+    ) throws(ValueFailure) -> [TemplateValue] {
+        guard value.isTruthy else { return [] }
 
         let transform: (TemplateValue) throws(ValueFailure) -> TemplateValue
         if arguments.positional.isEmpty,
@@ -205,15 +213,15 @@ enum TemplateFilters {
 
         var results: [TemplateValue] = []
         for item in try value.iterate() { results.append(try transform(item)) }
-        return .generator(TemplateGenerator(results))
+        return results
     }
 
-    /// `select`, `reject`, `selectattr` and `rejectattr`: keep the items whose value (or
+    /// The items `select`, `reject`, `selectattr` and `rejectattr` keep: those whose value (or
     /// attribute) passes the named test, or is true when no test is named.
     private static func select(
         _ name: String, _ value: TemplateValue, _ arguments: TemplateArguments
-    ) throws(ValueFailure) -> TemplateValue {
-        guard value.isTruthy else { return .generator(TemplateGenerator([])) }
+    ) throws(ValueFailure) -> [TemplateValue] {
+        guard value.isTruthy else { return [] }
         let keep = name.hasPrefix("select")
         var rest = arguments.positional
 
@@ -246,7 +254,7 @@ enum TemplateFilters {
             }
             if passes == keep { kept.append(item) }
         }
-        return .generator(TemplateGenerator(kept))
+        return kept
     }
 
     /// jinja2's `make_attrgetter`: a dotted path of item lookups, digits meaning indexes.

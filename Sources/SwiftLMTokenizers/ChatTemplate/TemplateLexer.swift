@@ -152,6 +152,9 @@ struct TemplateLexer {
 
     /// Skips a comment up to its first `#}`, with the same end controls as a block tag.
     private mutating func skipComment(openedAt tagStart: Int) throws(ChatTemplateError) {
+        // jinja2's lexer stops quietly when the source ends right after `{#`.
+        guard position < source.count else { return }
+
         var end = position
         while end + 1 < source.count, !(source[end] == "#" && source[end + 1] == "}") {
             end += 1

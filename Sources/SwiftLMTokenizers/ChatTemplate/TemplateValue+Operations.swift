@@ -256,7 +256,7 @@ extension TemplateValue {
         case .list(let items), .tuple(let items): return items
         case .dictionary(let dictionary): return dictionary.keys
         case .view(let view): return view.items
-        case .generator(let generator): return generator.drain()
+        case .generator(let generator): return try generator.drain()
         default: throw .type("'\(typeName)' object is not iterable")
         }
     }
@@ -293,7 +293,7 @@ extension TemplateValue {
             return try Self.anyEqual(needle, in: view.items)
         case .generator(let generator):
             // Like Python, consumes items up to and including the match.
-            while let item = generator.next() {
+            while let item = try generator.next() {
                 if try item.pythonEquals(needle) { return true }
             }
             return false

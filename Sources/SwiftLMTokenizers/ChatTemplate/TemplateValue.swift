@@ -83,25 +83,45 @@ struct LoopState {
 
 /// A Python generator: iterating it consumes it, so a second loop over the same value sees
 /// nothing, as in jinja2. It is always true, has no length and cannot be indexed.
+///
+/// jinja2's `map`, `select` and `items` are generator functions whose bodies run only when first
+/// iterated, so their errors surface then, not where the filter is applied. A deferred generator
+/// reproduces that by producing its items on first use. (Python then produces them one at a
+/// time; here the first use produces all of them.)
 final class TemplateGenerator {
-    private let items: [TemplateValue]
+    private var items: [TemplateValue]
     private var position = 0
+    private var produce: (() throws(ValueFailure) -> [TemplateValue])?
 
     init(_ items: [TemplateValue]) {
         self.items = items
     }
 
+    init(deferred produce: @escaping () throws(ValueFailure) -> [TemplateValue]) {
+        self.items = []
+        self.produce = produce
+    }
+
     /// The items not consumed yet; consumes them all.
-    func drain() -> [TemplateValue] {
+    func drain() throws(ValueFailure) -> [TemplateValue] {
+        try materialize()
         defer { position = items.count }
         return Array(items[position...])
     }
 
     /// The next item, consumed, or nil when exhausted.
-    func next() -> TemplateValue? {
+    func next() throws(ValueFailure) -> TemplateValue? {
+        try materialize()
         guard position < items.count else { return nil }
         defer { position += 1 }
         return items[position]
+    }
+
+    private func materialize() throws(ValueFailure) {
+        guard let produce else { return }
+        // A Python generator that raised is exhausted afterwards.
+        self.produce = nil
+        items = try produce()
     }
 }
 
