@@ -5,14 +5,14 @@
 /// The integer building blocks of the fast dot kernels.
 ///
 /// A dot product does not care in which order it pairs elements, only that both operands pair
-/// them alike. So instead of widening 16 bytes into 16 ordered `Int16` lanes (which Swift's SIMD
-/// conversions do element by element), the kernels load the bytes as 8 `Int16` lanes and split
-/// them with shifts into the even-indexed bytes and the odd-indexed bytes, 8 lanes each. Two
-/// shifts per 16 bytes, all of them native SSE2 / NEON operations.
+/// them alike. So instead of widening 16 bytes into 16 ordered `Int16` lanes (Swift's SIMD
+/// conversion initializers are out-of-line calls that convert lane by lane), the kernels load the
+/// bytes as 8 `Int16` lanes and split them with shifts into the even-indexed bytes and the
+/// odd-indexed bytes, 8 lanes each: three shifts per 16 bytes, all native SSE2 / NEON operations.
 ///
 /// The one operation Swift's SIMD types cannot express well is x86's `pmaddwd` (multiply 16-bit
 /// lanes, add adjacent products into 32-bit lanes), on which every integer dot kernel of ggml's
-/// x86 backend rests. `multiplyAddPairs` uses it through `_Builtin_intrinsics.intel`: it is SSE2,
+/// x86 backend rests. `multiplyAdd` uses it through `_Builtin_intrinsics.intel`: it is SSE2,
 /// part of the x86-64 baseline, so no compiler flags are needed. Measured on the Q8_0 and Q4_1
 /// kernels it is twice as fast as the best plain-SIMD spelling, which LLVM lowers to `pmullw` and
 /// `pmulhw` plus shuffles.
