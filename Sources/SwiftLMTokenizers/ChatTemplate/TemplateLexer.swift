@@ -25,7 +25,7 @@ struct TemplateToken: Sendable {
 ///
 /// Whitespace control happens here, as in jinja2: `{%-` strips all whitespace before a tag, `-%}`
 /// all whitespace after it; `trim_blocks` drops the one newline after a block or comment tag;
-/// `lstrip_blocks` drops spaces and tabs between the start of a line and a block or comment tag;
+/// `lstrip_blocks` drops the whitespace between the start of a line and a block or comment tag;
 /// `{%+` and `+%}` turn the last two off for one tag. Inside a tag, an end delimiter only counts
 /// when brackets balance, so `{{ {'a': 1}}}` ends at the last `}}`.
 struct TemplateLexer {
@@ -197,7 +197,7 @@ struct TemplateLexer {
 
     /// Consumes an end delimiter (`%}`, `-%}`, `+%}` or `}}`, `-}}`) if one starts here.
     private mutating func lexTagEnd(isBlock: Bool) -> Bool {
-        // Cheap test first: every end delimiter has `%}` or `}}` within its first three scalars.
+        // A sign, then the closer's first scalar, then `}`; `+` only ends blocks.
         let closer: Unicode.Scalar = isBlock ? "%" : "}"
         let start = position
         var marker: Unicode.Scalar? = nil
