@@ -30,7 +30,7 @@ struct QuantizationKernelTests {
         }
     }
 
-    @Test("a type without a kernel stops with a precondition failure")
+    @Test("a type without a kernel stops the process, with or without optimization")
     func unsupportedTypesStop() async {
         await #expect(processExitsWith: .failure) {
             _ = Quantization.dotKernel(for: .q5_0)

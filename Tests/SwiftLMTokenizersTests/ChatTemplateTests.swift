@@ -627,6 +627,33 @@ struct ChatTemplateErrorTests {
         #expect(parseError(source) == .syntax(message, line: line, column: column))
     }
 
+    @Test("nesting is limited, so a hostile template cannot exhaust the stack")
+    func nestingLimit() throws {
+        // jinja2 gives up at about 100 levels; everything it renders must still work.
+        let parentheses = 90
+        let deepExpression =
+            "{{ " + String(repeating: "(", count: parentheses) + "1"
+            + String(repeating: ")", count: parentheses) + " }}"
+        #expect(try render(deepExpression) == "1")
+        let deepBlocks =
+            String(repeating: "{% if true %}", count: 90) + "x"
+            + String(repeating: "{% endif %}", count: 90)
+        #expect(try render(deepBlocks) == "x")
+        #expect(try render("{{ " + String(repeating: "not ", count: 90) + "true }}") == "True")
+
+        let hostile =
+            "{{ " + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+            + " }}"
+        #expect(
+            parseError(hostile)
+                == .unsupported("nesting deeper than 100 levels at line 1, column 104"))
+        let hostileBlocks = String(repeating: "{% if true %}", count: 100_000)
+        guard case .unsupported? = parseError(hostileBlocks) else {
+            Issue.record("deeply nested blocks were not refused")
+            return
+        }
+    }
+
     @Test("raise_exception surfaces the template's message")
     func raisedException() {
         let thrown = renderError("{{ raise_exception('Roles must alternate') }}")

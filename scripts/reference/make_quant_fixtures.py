@@ -8,7 +8,11 @@ inputs and outputs, so the Swift tests compare against gguf-py without running P
 
     python3 -m venv /tmp/gg && /tmp/gg/bin/pip install gguf numpy
     /tmp/gg/bin/python scripts/reference/make_quant_fixtures.py \
-        [--model ~/.cache/swiftlm/SmolLM2-135M-Instruct.Q4_1.gguf]
+        [--model ~/.cache/swiftlm/SmolLM2-135M-Instruct.Q4_1.gguf] \
+        [--ggml-cpu .venv-ref/lib/python3.11/site-packages/llama_cpp/lib/libggml-cpu.so]
+
+The committed fixtures were made with both (gguf 0.19.0, llama-cpp-python 0.3.36 built with
+AVX2, FMA, F16C, AVX-512 and VNNI); the generator field of each file says so.
 
 Outputs, in Tests/SwiftLMCoreTests/Fixtures/ (binary data base64-encoded, little-endian):
   quant_dequantize.json  blocks of each type and gguf-py's floats for them
@@ -19,7 +23,8 @@ With --model, rows sampled from the model's Q4_1 and Q8_0 tensors join the first
 With --ggml-cpu (libggml-cpu.so of a llama.cpp build, e.g. llama-cpp-python's), each dot case also
 records what llama.cpp's CPU backend itself computes: the activation blocks of its `from_float`
 quantizer (quantize_row_q8_0/_q8_1/_q8_K, ggml_cpu_fp32_to_fp16/_bf16) and the results of its
-`ggml_vec_dot_*` kernel, both the build's SIMD one and the portable `_generic` one.
+`ggml_vec_dot_*` kernel, both the build's SIMD one and the portable `_generic` one. The Swift
+tests expect these fields, so regenerate with --ggml-cpu.
 """
 
 import argparse

@@ -22,8 +22,9 @@ public typealias DotKernel =
 /// Dot products exist for the weight types of `ElementType.isSupported` (F32, F16, BF16, Q8_0,
 /// Q4_0, Q4_1, Q4_K, Q5_K, Q6_K). Callers check that when a model loads and reject other types
 /// there with an "unsupported" error; passing another type here is a programming error and stops
-/// with a precondition failure naming it. `canDequantize` and `canQuantize` tell which types the
-/// row conversions take.
+/// the process with a message naming it, in release builds too. `canDequantize` and `canQuantize`
+/// tell which types the row conversions take. Counts that are not whole blocks are caught by
+/// preconditions in debug builds only: SwiftLMCore's release builds use -Ounchecked.
 public enum Quantization {
     /// The type ggml quantizes activations to before a dot product with `weightType` weights
     /// (`vec_dot_type` in ggml-cpu.c's `type_traits_cpu`).
@@ -108,7 +109,7 @@ public enum Quantization {
         case .f32: dst.copyMemory(from: x, byteCount: count * 4)
         case .f16: Quantize.f16(x, dst, count: count)
         case .bf16: Quantize.bf16(x, dst, count: count)
-        default: preconditionFailure("\(type) is not an activation type")
+        default: unsupported("activation quantization", type)
         }
     }
 
@@ -193,7 +194,10 @@ public enum Quantization {
     }
 
     /// Stops on a type an operation does not implement: callers are expected to have checked.
+    /// `fatalError` rather than `preconditionFailure`, because SwiftLMCore builds with -Ounchecked
+    /// in release, where a failed precondition is undefined behaviour instead of a stop (the
+    /// check costs nothing here: it runs once per matrix or row, outside the kernels).
     private static func unsupported(_ operation: String, _ type: ElementType) -> Never {
-        preconditionFailure("unsupported: \(operation) of \(type) (raw type \(type.rawValue))")
+        fatalError("unsupported: \(operation) of \(type) (raw type \(type.rawValue))")
     }
 }

@@ -304,7 +304,9 @@ enum TemplateFilters {
             ensureASCII: bound[0].isTruthy, sortKeys: bound[3].isTruthy)
         switch bound[1] {
         case .none: break
-        case .int(let width): options.indent = String(repeating: " ", count: max(width, 0))
+        case .int(let width):
+            guard width <= 1000 else { throw .unsupported("tojson indent wider than 1000") }
+            options.indent = String(repeating: " ", count: max(width, 0))
         case .string(let text): options.indent = text
         default: throw .type("indent must be an int or a string")
         }

@@ -2,7 +2,8 @@
 ///
 /// jinja2 gives each iteration of a `for` body a fresh scope that reads through to the enclosing
 /// one: a `set` inside the body is gone at the next iteration and after the loop, which is why
-/// templates carry state out of loops in `namespace()` objects. `if` blocks share their
+/// templates carry state out of loops in `namespace()` objects. A loop's `else` block and a
+/// `{% set %}...{% endset %}` body get scopes of their own too; `if` blocks share their
 /// enclosing scope.
 final class TemplateScope {
     private var variables: [String: TemplateValue] = [:]

@@ -25,7 +25,7 @@ struct TemplateToken: Sendable {
 ///
 /// Whitespace control happens here, as in jinja2: `{%-` strips all whitespace before a tag, `-%}`
 /// all whitespace after it; `trim_blocks` drops the one newline after a block or comment tag;
-/// `lstrip_blocks` drops spaces and tabs between the start of a line and a block or comment tag;
+/// `lstrip_blocks` drops the whitespace between the start of a line and a block or comment tag;
 /// `{%+` and `+%}` turn the last two off for one tag. Inside a tag, an end delimiter only counts
 /// when brackets balance, so `{{ {'a': 1}}}` ends at the last `}}`.
 struct TemplateLexer {
@@ -197,15 +197,20 @@ struct TemplateLexer {
 
     /// Consumes an end delimiter (`%}`, `-%}`, `+%}` or `}}`, `-}}`) if one starts here.
     private mutating func lexTagEnd(isBlock: Bool) -> Bool {
-        let closer = isBlock ? "%}" : "}}"
+        // A sign, then the closer's first scalar, then `}`; `+` only ends blocks.
+        let closer: Unicode.Scalar = isBlock ? "%" : "}"
         let start = position
         var marker: Unicode.Scalar? = nil
-        if matches("-" + closer, at: position) {
-            marker = "-"
-        } else if isBlock, matches("+" + closer, at: position) {
-            marker = "+"
-        } else if !matches(closer, at: position) {
-            return false
+        if source[position] == "-" || source[position] == "+" {
+            guard source[position] == "-" || isBlock,
+                position + 2 < source.count, source[position + 1] == closer,
+                source[position + 2] == "}"
+            else { return false }
+            marker = source[position]
+        } else {
+            guard source[position] == closer, position + 1 < source.count,
+                source[position + 1] == "}"
+            else { return false }
         }
 
         position += marker == nil ? 2 : 3
@@ -240,22 +245,25 @@ struct TemplateLexer {
     private func balance(
         _ symbol: String, brackets: inout [Unicode.Scalar], at offset: Int
     ) throws(ChatTemplateError) {
-        let pairs: [String: Unicode.Scalar] = ["(": ")", "[": "]", "{": "}"]
-        if let closer = pairs[symbol] {
-            brackets.append(closer)
-        } else if [")", "]", "}"].contains(symbol) {
+        switch symbol {
+        case "(": brackets.append(")")
+        case "[": brackets.append("]")
+        case "{": brackets.append("}")
+        case ")", "]", "}":
             guard let expected = brackets.popLast() else {
                 throw syntaxError("unexpected '\(symbol)'", at: offset)
             }
             guard String(expected) == symbol else {
                 throw syntaxError("unexpected '\(symbol)', expected '\(expected)'", at: offset)
             }
+        default:
+            break
         }
     }
 
     private mutating func lexExpressionToken() throws(ChatTemplateError) -> TemplateToken.Kind {
         let scalar = source[position]
-        if scalar.properties.numericType == .decimal, scalar.isASCII {
+        if isASCIIDigit(scalar) {
             return try lexNumber()
         }
         if isNameCharacter(scalar) {
@@ -264,26 +272,42 @@ struct TemplateLexer {
         if scalar == "'" || scalar == "\"" {
             return try lexString()
         }
-        for symbol in Self.symbols where matches(symbol, at: position) {
-            position += symbol.unicodeScalars.count
+        if let symbol = lexSymbol() {
             return .symbol(symbol)
         }
         throw syntaxError("unexpected char \(PythonString.repr(String(scalar)))", at: position)
     }
 
-    /// Operators longest first, so `//` wins over `/`.
-    private static let symbols = [
-        "//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[", "]", "(", ")", "{",
-        "}", ">", "<", "=", ".", ":", "|", ",", ";",
-    ]
+    /// jinja2's operators and punctuation; a two-character operator wins over its first
+    /// character (`//` over `/`).
+    private mutating func lexSymbol() -> String? {
+        let first = source[position]
+        if position + 1 < source.count {
+            switch (first, source[position + 1]) {
+            case ("/", "/"), ("*", "*"), ("=", "="), ("!", "="), (">", "="), ("<", "="):
+                defer { position += 2 }
+                return String(first) + String(source[position + 1])
+            default:
+                break
+            }
+        }
+        switch first {
+        case "+", "-", "/", "*", "%", "~", "[", "]", "(", ")", "{", "}", ">", "<", "=", ".", ":",
+            "|", ",", ";":
+            position += 1
+            return String(first)
+        default:
+            return nil
+        }
+    }
 
     // MARK: Literals
 
     /// A Python identifier character: jinja2 takes runs of `\w` and requires an identifier.
     private func isNameCharacter(_ scalar: Unicode.Scalar) -> Bool {
         if scalar.isASCII {
-            return scalar == "_" || scalar.properties.isAlphabetic
-                || scalar.properties.numericType == .decimal
+            return scalar == "_" || ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
+                || isASCIIDigit(scalar)
         }
         return scalar.properties.isXIDContinue
     }
@@ -432,7 +456,10 @@ struct TemplateLexer {
     // MARK: Positions
 
     private func matches(_ text: String, at offset: Int) -> Bool {
-        let scalars = Array(text.unicodeScalars)
+        matches(Array(text.unicodeScalars), at: offset)
+    }
+
+    private func matches(_ scalars: [Unicode.Scalar], at offset: Int) -> Bool {
         guard offset + scalars.count <= source.count else { return false }
         return source[offset..<(offset + scalars.count)].elementsEqual(scalars)
     }

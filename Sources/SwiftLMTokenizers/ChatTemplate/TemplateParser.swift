@@ -12,6 +12,11 @@ struct TemplateParser {
     /// How many `for` bodies enclose the current position; `break` and `continue` need one.
     private var loopDepth = 0
 
+    /// How deeply blocks and expressions nest here. The parser and interpreter recurse once per
+    /// level, so a hostile template could exhaust the stack; jinja2 itself gives up near 100.
+    private var nesting = 0
+    private static let maximumNesting = 100
+
     /// Tags jinja2 implements that this interpreter does not.
     private static let unsupportedTags: Set<String> = [
         "block", "extends", "macro", "include", "from", "import", "with", "autoescape", "filter",
@@ -62,6 +67,9 @@ struct TemplateParser {
     private mutating func parseBody(
         until endTags: [String], dropEndTag: Bool = false
     ) throws(ChatTemplateError) -> [TemplateStatement] {
+        try descend()
+        defer { nesting -= 1 }
+
         // jinja2 accepts a colon before `%}` for Python's sake.
         _ = skip(symbol: ":")
         try expect(.blockEnd)
@@ -239,7 +247,9 @@ struct TemplateParser {
     private mutating func parseExpression(
         withConditional: Bool = true
     ) throws(ChatTemplateError) -> TemplateExpression {
-        withConditional ? try parseConditional() : try parseOr()
+        try descend()
+        defer { nesting -= 1 }
+        return withConditional ? try parseConditional() : try parseOr()
     }
 
     /// `a if b else c`; the `else` part is optional.
@@ -249,6 +259,8 @@ struct TemplateParser {
             let location = current.location
             advance()
             let test = try parseOr()
+            try descend()
+            defer { nesting -= 1 }
             let otherwise = skip(name: "else") ? try parseConditional() : nil
             expression = TemplateExpression(
                 kind: .conditional(test: test, then: expression, otherwise: otherwise),
@@ -281,6 +293,8 @@ struct TemplateParser {
         guard isName("not") else { return try parseCompare() }
         let location = current.location
         advance()
+        try descend()
+        defer { nesting -= 1 }
         return TemplateExpression(kind: .not(try parseNot()), location: location)
     }
 
@@ -375,10 +389,14 @@ struct TemplateParser {
         var expression: TemplateExpression
         if case .symbol("-") = current.kind {
             advance()
+            try descend()
+            defer { nesting -= 1 }
             expression = TemplateExpression(
                 kind: .negate(try parseUnary(withFilters: false)), location: location)
         } else if case .symbol("+") = current.kind {
             advance()
+            try descend()
+            defer { nesting -= 1 }
             expression = TemplateExpression(
                 kind: .plus(try parseUnary(withFilters: false)), location: location)
         } else {
@@ -650,6 +668,15 @@ struct TemplateParser {
     }
 
     // MARK: Token stream
+
+    /// Enters one more level of nesting; the caller leaves it with `nesting -= 1`.
+    private mutating func descend() throws(ChatTemplateError) {
+        nesting += 1
+        guard nesting <= Self.maximumNesting else {
+            throw .unsupported(
+                "nesting deeper than \(Self.maximumNesting) levels at \(current.location)")
+        }
+    }
 
     private var current: TemplateToken { tokens[index] }
 

@@ -66,16 +66,24 @@ extension TemplateValue {
         switch sequence {
         case .string(let text):
             try checkSize(PythonString.length(text), copies)
-            return .string(String(repeating: text, count: copies))
+            return .string(text.isEmpty ? "" : String(repeating: text, count: copies))
         case .list(let items):
             try checkSize(items.count, copies)
-            return .list(Array([[TemplateValue]](repeating: items, count: copies).joined()))
+            return .list(repeated(items, copies))
         case .tuple(let items):
             try checkSize(items.count, copies)
-            return .tuple(Array([[TemplateValue]](repeating: items, count: copies).joined()))
+            return .tuple(repeated(items, copies))
         default:
             return nil
         }
+    }
+
+    private static func repeated(_ items: [TemplateValue], _ copies: Int) -> [TemplateValue] {
+        guard !items.isEmpty else { return [] }
+        var result: [TemplateValue] = []
+        result.reserveCapacity(items.count * copies)
+        for _ in 0..<copies { result += items }
+        return result
     }
 
     /// Python would build any size; a template that asks for more than this is not a chat prompt.
