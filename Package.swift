@@ -37,13 +37,15 @@ let package = Package(
         .target(name: "SwiftLMTestSupport", dependencies: ["SwiftLMCore", "SwiftLMFormats"]),
 
         .testTarget(
-            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"], resources: [.copy("Fixtures")]),
+            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"]),
         .testTarget(
             name: "SwiftLMTokenizersTests", dependencies: ["SwiftLMTokenizers", "SwiftLMFormats"],
             resources: [.copy("Fixtures")]),
         .testTarget(
-            name: "SwiftLMModelsTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"], resources: [.copy("Fixtures")]),
+            name: "SwiftLMModelsTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "SwiftLMGenerationTests", dependencies: ["SwiftLM"]),
         .testTarget(
             name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],

@@ -17,7 +17,9 @@ struct Arguments {
     /// - Parameters:
     ///   - valued: options that take a value.
     ///   - flags: options that take none.
-    init(_ arguments: ArraySlice<String>, valued: Set<String>, flags allowedFlags: Set<String>)
+    init(
+        _ arguments: ArraySlice<String>, valued: Set<String>, flags allowedFlags: Set<String>
+    )
         throws
     {
         var iterator = arguments.makeIterator()
@@ -50,7 +52,9 @@ struct Arguments {
     func string(_ name: String) -> String? { values[name] }
 
     func requiredString(_ name: String) throws -> String {
-        guard let value = values[name] else { throw UsageError("missing required option --\(name)") }
+        guard let value = values[name] else {
+            throw UsageError("missing required option --\(name)")
+        }
         return value
     }
 

@@ -15,7 +15,8 @@ enum ModelLocation {
     static var cacheDirectory: String {
         let environment = ProcessInfo.processInfo.environment
         if let cache = environment["SWIFTLM_CACHE"], !cache.isEmpty { return cache }
-        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        let base =
+            environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? NSHomeDirectory() + "/.cache"
         return base + "/swiftlm"
     }

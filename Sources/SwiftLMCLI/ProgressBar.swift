@@ -19,9 +19,11 @@ struct ProgressBar {
         let remaining = rate > 0 ? Double(total - done) / rate : 0
         let width = 30
         let filled = total > 0 ? width * done / total : width
-        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let bar =
+            String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let rateText = String(format: "%.2f", rate)
-        let line = "[\(bar)] \(done)/\(total) \(unit)  \(rateText) \(unit)/s  "
+        let line =
+            "[\(bar)] \(done)/\(total) \(unit)  \(rateText) \(unit)/s  "
             + "ETA \(Self.clock(remaining))"
         if isTerminal {
             printError("\r" + line, terminator: done == total ? "\n" : "")

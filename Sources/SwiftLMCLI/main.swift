@@ -15,7 +15,8 @@ let commands: [any Command.Type] = [
 ]
 
 func overview(_ commands: [any Command.Type]) -> String {
-    var text = "swiftlm: run large language models on the CPU\n\nUsage: swiftlm COMMAND [OPTIONS]\n\n"
+    var text =
+        "swiftlm: run large language models on the CPU\n\nUsage: swiftlm COMMAND [OPTIONS]\n\n"
     text += "Commands:\n"
     for command in commands {
         text += "  " + command.name.padding(toLength: 12, withPad: " ", startingAt: 0)

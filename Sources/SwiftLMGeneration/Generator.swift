@@ -53,7 +53,8 @@ public struct Generator {
     ) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
         guard prompt.count < context.contextLength else {
-            throw ModelError.contextOverflow(tokens: prompt.count, contextLength: context.contextLength)
+            throw ModelError.contextOverflow(
+                tokens: prompt.count, contextLength: context.contextLength)
         }
         context.reset()
 

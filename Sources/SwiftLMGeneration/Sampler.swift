@@ -107,7 +107,8 @@ public struct Sampler: Sendable {
     private func applyRepetitionPenalty(_ logits: inout [Float], history: [Int]) {
         let penalty = parameters.repetitionPenalty
         guard penalty != 1, parameters.repetitionWindow > 0 else { return }
-        for token in Set(history.suffix(parameters.repetitionWindow)) where logits.indices ~= token {
+        for token in Set(history.suffix(parameters.repetitionWindow)) where logits.indices ~= token
+        {
             logits[token] = logits[token] > 0 ? logits[token] / penalty : logits[token] * penalty
         }
     }

@@ -13,7 +13,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unsupportedArchitecture(let name):
-            return "unsupported: model architecture '\(name)' (supported: \(supportedArchitectures))"
+            return
+                "unsupported: model architecture '\(name)' (supported: \(supportedArchitectures))"
         case .missingMetadata(let key):
             return "model file lacks the metadata key '\(key)'"
         case .invalidMetadata(let key, let value, let expected):
@@ -23,7 +24,9 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .shapeMismatch(let tensor, let expected, let found):
             return "tensor '\(tensor)' has shape \(found), expected \(expected)"
         case .unsupportedTensorType(let tensor, let type):
-            return "unsupported: tensor '\(tensor)' has type \(type), which SwiftLM cannot compute with"
+            return
+                "unsupported: tensor '\(tensor)' has type \(type), "
+                + "which SwiftLM cannot compute with"
         case .contextOverflow(let tokens, let contextLength):
             return "prompt of \(tokens) tokens does not fit the context of \(contextLength) tokens"
         case .emptyPrompt:

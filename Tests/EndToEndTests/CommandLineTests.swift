@@ -36,7 +36,9 @@ struct CommandLineRun {
 
     /// The run failed the way users should see failures: exit 1, nothing on stdout and one line
     /// on stderr that contains `message`.
-    func expectOneLineError(containing message: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectOneLineError(
+        containing message: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(status == 1, sourceLocation: sourceLocation)
         #expect(standardOutput.isEmpty, sourceLocation: sourceLocation)
         let lines = standardError.split(separator: "\n", omittingEmptySubsequences: true)
@@ -106,7 +108,8 @@ struct CommandLineErrorTests {
         let path = try TinyModel.write(weightType: .q5_0)
         defer { try? FileManager.default.removeItem(atPath: path) }
         try CommandLineRun(["generate", "--model", path, "--prompt", "hi"])
-            .expectOneLineError(containing: "unsupported: tensor 'blk.0.attn_q.weight' has type Q5_0")
+            .expectOneLineError(
+                containing: "unsupported: tensor 'blk.0.attn_q.weight' has type Q5_0")
     }
 
     @Test("an empty prompt")

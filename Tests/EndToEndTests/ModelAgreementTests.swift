@@ -60,7 +60,8 @@ struct ModelAgreementTests {
             let messages = try #require(greedy.messages).map {
                 ChatMessage(role: $0["role"]!, content: $0["content"]!)
             }
-            #expect(try template.render(messages: messages, addGenerationPrompt: true) == greedy.prompt)
+            #expect(
+                try template.render(messages: messages, addGenerationPrompt: true) == greedy.prompt)
         }
     }
 
@@ -81,7 +82,8 @@ struct ModelAgreementTests {
         {
             ours.append(last)
         }
-        #expect(ours == greedy.continuation, "\(greedy.kind) prompt: \(greedy.prompt.debugDescription)")
+        #expect(
+            ours == greedy.continuation, "\(greedy.kind) prompt: \(greedy.prompt.debugDescription)")
     }
 
     @Test("teacher-forced logits have llama.cpp's top-1 at every position")

@@ -11,7 +11,8 @@ enum EndToEnd {
     static var modelPath: String {
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["SWIFTLM_MODEL"], !path.isEmpty { return path }
-        let cache = environment["SWIFTLM_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
+        let cache =
+            environment["SWIFTLM_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
                 ?? NSHomeDirectory() + "/.cache") + "/swiftlm"
         return cache + "/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -24,7 +24,8 @@ struct TokenizerAgreementTests {
             if ids != reference.ids { mismatches += 1 }
             #expect(ids == reference.ids, "text: \(reference.text.debugDescription)")
         }
-        print("tokenizer: \(cases.count - mismatches)/\(cases.count) strings identical to llama.cpp")
+        print(
+            "tokenizer: \(cases.count - mismatches)/\(cases.count) strings identical to llama.cpp")
     }
 
     @Test("special tokens in text are single tokens")

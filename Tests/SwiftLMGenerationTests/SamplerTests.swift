@@ -18,7 +18,8 @@ struct SamplerTests {
         let parameters = SamplingParameters(temperature: 1.5, topK: 0, topP: 1, minP: 0, seed: 42)
         var first = Sampler(parameters)
         var second = Sampler(parameters)
-        var other = Sampler(SamplingParameters(temperature: 1.5, topK: 0, topP: 1, minP: 0, seed: 7))
+        var other = Sampler(
+            SamplingParameters(temperature: 1.5, topK: 0, topP: 1, minP: 0, seed: 7))
         let a = (0..<200).map { _ in first.sample(logits) }
         let b = (0..<200).map { _ in second.sample(logits) }
         let c = (0..<200).map { _ in other.sample(logits) }
@@ -28,7 +29,8 @@ struct SamplerTests {
 
     @Test("top-k 2 only ever returns the two most likely tokens")
     func topKLimitsCandidates() {
-        var sampler = Sampler(SamplingParameters(temperature: 5, topK: 2, topP: 1, minP: 0, seed: 1))
+        var sampler = Sampler(
+            SamplingParameters(temperature: 5, topK: 2, topP: 1, minP: 0, seed: 1))
         let seen = Set((0..<500).map { _ in sampler.sample(logits) })
         #expect(seen == [1, 5])
     }
@@ -36,14 +38,16 @@ struct SamplerTests {
     @Test("top-p keeps the smallest set reaching the probability mass")
     func topPLimitsCandidates() {
         // Probabilities at temperature 1: token 1 ≈ 0.36, token 5 ≈ 0.33, token 2 ≈ 0.22.
-        var sampler = Sampler(SamplingParameters(temperature: 1, topK: 0, topP: 0.6, minP: 0, seed: 3))
+        var sampler = Sampler(
+            SamplingParameters(temperature: 1, topK: 0, topP: 0.6, minP: 0, seed: 3))
         let seen = Set((0..<500).map { _ in sampler.sample(logits) })
         #expect(seen == [1, 5])
     }
 
     @Test("min-p drops tokens far less likely than the best")
     func minPLimitsCandidates() {
-        var sampler = Sampler(SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0.5, seed: 9))
+        var sampler = Sampler(
+            SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0.5, seed: 9))
         let seen = Set((0..<500).map { _ in sampler.sample(logits) })
         #expect(seen == [1, 2, 5])
     }
@@ -58,7 +62,8 @@ struct SamplerTests {
     @Test("sampled frequencies follow the softmax of the logits")
     func frequenciesFollowSoftmax() {
         let logits: [Float] = [0, log(3)]  // probabilities 1/4 and 3/4
-        var sampler = Sampler(SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0, seed: 5))
+        var sampler = Sampler(
+            SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0, seed: 5))
         let ones = (0..<20_000).filter { _ in sampler.sample(logits) == 1 }.count
         #expect(abs(Double(ones) / 20_000 - 0.75) < 0.015)
     }

@@ -33,7 +33,8 @@ struct TinyModelTests {
 
         var largest: Float = 0
         for (position, row) in expected.enumerated() {
-            let ours = Array(logits[(position * TinyModel.vocabSize)..<((position + 1) * TinyModel.vocabSize)])
+            let ours = Array(
+                logits[(position * TinyModel.vocabSize)..<((position + 1) * TinyModel.vocabSize)])
             #expect(argmax(ours) == argmax(row), "top-1 differs at position \(position)")
             for (a, b) in zip(ours, row) { largest = max(largest, abs(a - b)) }
         }

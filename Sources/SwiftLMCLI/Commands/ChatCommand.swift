@@ -34,7 +34,8 @@ enum ChatCommand: Command {
 
         let interactive = isatty(STDIN_FILENO) != 0
         if !interactive {
-            let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            let input = String(
+                decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             let turn = input.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !turn.isEmpty else { throw ModelError.emptyPrompt }
             messages.append(ChatMessage(role: "user", content: turn))
@@ -42,14 +43,16 @@ enum ChatCommand: Command {
             return
         }
 
-        printError("Chatting with \(model.file.metadata["general.name"]?.string ?? "the model"). "
-            + "End with Ctrl-D or /exit.")
+        printError(
+            "Chatting with \(model.file.metadata["general.name"]?.string ?? "the model"). "
+                + "End with Ctrl-D or /exit.")
         while true {
             printError("> ", terminator: "")
             guard let line = readLine(), line != "/exit" else { break }
             guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
             messages.append(ChatMessage(role: "user", content: line))
-            let reply = try answer(messages, model, template, generator, sampling, maxTokens, arguments)
+            let reply = try answer(
+                messages, model, template, generator, sampling, maxTokens, arguments)
             messages.append(ChatMessage(role: "assistant", content: reply))
         }
     }

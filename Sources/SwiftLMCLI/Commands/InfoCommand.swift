@@ -22,7 +22,8 @@ enum InfoCommand: Command {
         for tensor in file.tensors { typeCounts["\(tensor.type)", default: 0] += 1 }
         let types = typeCounts.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }
         let parameters = file.tensors.reduce(0) { $0 + $1.elementCount }
-        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
+        let fileBytes =
+            (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
         let template = model.chatTemplateSource.map { templateFamily($0) } ?? "none"
 
         let rows: [(String, String)] = [
@@ -38,9 +39,12 @@ enum InfoCommand: Command {
             ("head dim", "\(config.headDim)"),
             ("context length", "\(config.contextLength)"),
             ("RoPE", "base \(config.ropeBase), \(config.ropeDims) dims"),
-            ("vocabulary", "\(config.vocabSize) tokens, "
-                + (file.metadata["tokenizer.ggml.model"]?.string ?? "?") + " / "
-                + (file.metadata["tokenizer.ggml.pre"]?.string ?? "default")),
+            (
+                "vocabulary",
+                "\(config.vocabSize) tokens, "
+                    + (file.metadata["tokenizer.ggml.model"]?.string ?? "?") + " / "
+                    + (file.metadata["tokenizer.ggml.pre"]?.string ?? "default")
+            ),
             ("embeddings", config.tiedEmbeddings ? "tied" : "separate output head"),
             ("tensor types", types.joined(separator: ", ")),
             ("chat template", template),

@@ -14,7 +14,8 @@ enum PerplexityCommand: Command {
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
-        let arguments = try Arguments(argv, valued: ["model", "file", "context", "threads"], flags: [])
+        let arguments = try Arguments(
+            argv, valued: ["model", "file", "context", "threads"], flags: [])
         let path = try arguments.requiredString("file")
         let windowLength = try arguments.int("context", default: 512, range: 4...1_048_576)
         let threads = try SamplingOptions.threads(arguments)

@@ -76,8 +76,8 @@ public final class InferenceContext: @unchecked Sendable {
 
 /// Scratch memory of one forward pass, sized once for `batchCapacity` tokens.
 final class ForwardBuffers {
-    let x, normed, query, key, value, attention, projection, gate, up, logits, scores:
-        UnsafeMutablePointer<Float>
+    let x, normed, query, key, value, attention, projection, gate, up, logits,
+        scores: UnsafeMutablePointer<Float>
     let activations: UnsafeMutableRawPointer
     /// Floats reserved per thread for attention: scores over the whole context, then one query.
     let scoresStride: Int
@@ -108,7 +108,9 @@ final class ForwardBuffers {
     }
 
     deinit {
-        for buffer in [x, normed, query, key, value, attention, projection, gate, up, logits, scores] {
+        for buffer in [
+            x, normed, query, key, value, attention, projection, gate, up, logits, scores,
+        ] {
             buffer.deallocate()
         }
         activations.deallocate()

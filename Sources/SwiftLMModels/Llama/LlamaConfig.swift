@@ -100,7 +100,8 @@ extension LlamaConfig {
         guard let vocabSize = optionalInteger("vocab_size") ?? tokenCount else {
             throw ModelError.missingMetadata(key: "\(architecture).vocab_size")
         }
-        let headDim = optionalInteger("attention.key_length") ?? (headCount > 0 ? hidden / headCount : 0)
+        let headDim =
+            optionalInteger("attention.key_length") ?? (headCount > 0 ? hidden / headCount : 0)
 
         self.init(
             vocabSize: vocabSize, hidden: hidden, intermediate: try integer("feed_forward_length"),
