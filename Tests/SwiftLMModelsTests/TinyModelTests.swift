@@ -19,7 +19,10 @@ struct TinyModelReference: Decodable {
 struct TinyModelTests {
     @Test(
         "logits match llama.cpp at every position",
-        arguments: [(ElementType.f32, Float(2e-4)), (.q8_0, 2e-3), (.q4_1, 2e-3)])
+        arguments: [
+            (ElementType.f32, Float(2e-4)), (.f16, 3e-3), (.bf16, 2e-4), (.q8_0, 2e-3),
+            (.q4_0, 2e-4), (.q4_1, 2e-3),
+        ])
     func logitsMatchLlamaCpp(weightType: ElementType, tolerance: Float) throws {
         let path = try TinyModel.write(weightType: weightType)
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""llama.cpp's logits for the formula-built tiny Llama model, in F32, Q8_0 and Q4_1.
+"""llama.cpp's logits for the formula-built tiny Llama model in F32, F16, BF16, Q8_0, Q4_0, Q4_1.
 
     .venv-ref/bin/python scripts/reference/make_tiny_model_fixtures.py
 
@@ -57,9 +57,9 @@ def write_gguf(path, weight_type):
 
 def main():
     results = {}
-    for label, qtype in [("f32", gguf.GGMLQuantizationType.F32),
-                         ("q8_0", gguf.GGMLQuantizationType.Q8_0),
-                         ("q4_1", gguf.GGMLQuantizationType.Q4_1)]:
+    types = gguf.GGMLQuantizationType
+    for label, qtype in [("f32", types.F32), ("f16", types.F16), ("bf16", types.BF16),
+                         ("q8_0", types.Q8_0), ("q4_0", types.Q4_0), ("q4_1", types.Q4_1)]:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"tiny-{label}.gguf")
             write_gguf(path, qtype)
