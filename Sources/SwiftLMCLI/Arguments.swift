@@ -34,6 +34,9 @@ struct Arguments {
                 name = String(name[..<equals])
             }
 
+            guard values[name] == nil && !flags.contains(name) else {
+                throw UsageError("option --\(name) is given twice")
+            }
             if allowedFlags.contains(name) && inlineValue == nil {
                 flags.insert(name)
             } else if valued.contains(name) {

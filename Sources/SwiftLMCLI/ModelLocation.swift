@@ -12,12 +12,16 @@ enum ModelLocation {
         return cacheDirectory + "/" + defaultFileName
     }
 
+    /// The same folder as scripts/fetch-model's: `$SWIFTLM_CACHE`, else
+    /// `$XDG_CACHE_HOME/swiftlm`, else `$HOME/.cache/swiftlm`.
     static var cacheDirectory: String {
         let environment = ProcessInfo.processInfo.environment
+        // $HOME first, as the shell scripts read it; NSHomeDirectory ignores it on Linux.
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
         if let cache = environment["SWIFTLM_CACHE"], !cache.isEmpty { return cache }
         let base =
             environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? NSHomeDirectory() + "/.cache"
+            ?? home + "/.cache"
         return base + "/swiftlm"
     }
 

@@ -29,8 +29,12 @@ func overview(_ commands: [any Command.Type]) -> String {
 
 let argv = CommandLine.arguments.dropFirst()
 guard let name = argv.first, !["--help", "-h", "help"].contains(name) else {
+    if argv.isEmpty {
+        printError(overview(commands), terminator: "")
+        exit(1)
+    }
     print(overview(commands), terminator: "")
-    exit(argv.isEmpty ? 1 : 0)
+    exit(0)
 }
 guard let command = commands.first(where: { $0.name == name }) else {
     printError("swiftlm: unknown command '\(name)'; run 'swiftlm --help' for the list")

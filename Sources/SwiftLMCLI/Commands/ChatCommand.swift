@@ -12,12 +12,14 @@ enum ChatCommand: Command {
         reads all of stdin as one user turn and prints the answer.
 
           --system TEXT          the system prompt
+          --context N            positions the conversation may fill (default: the model's
+                                 context length, at most 4096)
         \(SamplingOptions.usage)
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
         let arguments = try Arguments(
-            argv, valued: SamplingOptions.valued.union(["system"]), flags: ["verbose"])
+            argv, valued: SamplingOptions.valued.union(["system", "context"]), flags: ["verbose"])
         let sampling = try SamplingOptions.sampling(arguments)
         let maxTokens = try SamplingOptions.maxTokens(arguments)
         let threads = try SamplingOptions.threads(arguments)
@@ -28,8 +30,11 @@ enum ChatCommand: Command {
         if let system = arguments.string("system") {
             messages.append(ChatMessage(role: "system", content: system))
         }
+        let contextLength = try arguments.int(
+            "context", default: min(4096, model.config.contextLength),
+            range: 16...model.config.contextLength)
         let context = InferenceContext(
-            model: model.model, contextLength: model.config.contextLength, threadCount: threads)
+            model: model.model, contextLength: contextLength, threadCount: threads)
         let generator = Generator(tokenizer: model.tokenizer, context: context)
 
         let interactive = isatty(STDIN_FILENO) != 0

@@ -50,8 +50,27 @@ enum InfoCommand: Command {
             ("chat template", template),
         ]
         if arguments.flag("json") {
-            let object = Dictionary(uniqueKeysWithValues: rows)
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            let object: [String: Any] = [
+                "name": file.metadata["general.name"]?.string ?? "",
+                "architecture": file.architecture ?? "",
+                "gguf_version": file.version,
+                "file_bytes": fileBytes,
+                "parameters": parameters,
+                "layer_count": config.layerCount,
+                "hidden": config.hidden,
+                "intermediate": config.intermediate,
+                "head_count": config.headCount,
+                "kv_head_count": config.kvHeadCount,
+                "head_dim": config.headDim,
+                "context_length": config.contextLength,
+                "rope_base": config.ropeBase,
+                "vocab_size": config.vocabSize,
+                "tied_embeddings": config.tiedEmbeddings,
+                "tensor_types": typeCounts,
+                "chat_template": template,
+            ]
+            let data = try JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
             return
         }

@@ -10,7 +10,8 @@ enum PerplexityCommand: Command {
 
         Scores the file in consecutive windows of N tokens (default 512), counting the second
         half of each, like llama.cpp's perplexity tool. Progress goes to stderr; the last line
-        of stdout is JSON: {"tokens": n, "perplexity": x}.
+        of stdout is JSON: {"tokens": n, "perplexity": x, "scored": s, "windows": w}, where n
+        counts every token of the file and s the tokens whose likelihood was scored.
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
@@ -19,8 +20,11 @@ enum PerplexityCommand: Command {
         let path = try arguments.requiredString("file")
         let windowLength = try arguments.int("context", default: 512, range: 4...1_048_576)
         let threads = try SamplingOptions.threads(arguments)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UsageError("cannot read \(path)")
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw UsageError("cannot read \(path): \(error.localizedDescription)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw UsageError("\(path) is not UTF-8 text")
@@ -28,8 +32,9 @@ enum PerplexityCommand: Command {
 
         let model = try ModelLocation.open(arguments)
         guard windowLength <= model.config.contextLength else {
-            throw ModelError.contextOverflow(
-                tokens: windowLength, contextLength: model.config.contextLength)
+            throw UsageError(
+                "--context \(windowLength) exceeds the model's context length "
+                    + "\(model.config.contextLength)")
         }
         let tokenizer = model.tokenizer
         let tokens = tokenizer.encode(text)
@@ -45,6 +50,8 @@ enum PerplexityCommand: Command {
         ) { done, _ in bar.update(done) }
 
         let value = String(format: "%.4f", result.perplexity)
-        print("{\"tokens\": \(result.tokens), \"perplexity\": \(value)}")
+        print(
+            "{\"tokens\": \(result.tokens), \"perplexity\": \(value), "
+                + "\"scored\": \(result.scored), \"windows\": \(result.windows)}")
     }
 }

@@ -7,19 +7,19 @@ enum SamplingOptions {
         "threads", "stop",
     ]
 
-    static let usage = """
-            --model PATH           GGUF model file (default: the default model)
-            --max-tokens N         tokens to generate at most (default 128)
-            --temperature T        0 is greedy (default 0.8)
-            --top-k K              keep the K most likely tokens, 0 keeps all (default 40)
-            --top-p P              nucleus sampling threshold (default 0.95)
-            --min-p P              drop tokens below P times the top probability (default 0.05)
-            --repeat-penalty R     penalty on the last 64 tokens, 1 is off (default 1.0)
-            --seed S               random seed of the sampler (default 0)
-            --stop TEXT            stop when TEXT appears (not printed)
-            --threads N            threads to use (default: all cores)
-            --verbose              print prefill and decode speed to stderr
-        """
+    static let usage = [
+        "  --model PATH           GGUF model file (default: the default model)",
+        "  --max-tokens N         tokens to generate at most (default 128)",
+        "  --temperature T        0 is greedy (default 0.8)",
+        "  --top-k K              keep the K most likely tokens, 0 keeps all (default 40)",
+        "  --top-p P              nucleus sampling threshold (default 0.95)",
+        "  --min-p P              drop tokens below P times the top probability (default 0.05)",
+        "  --repeat-penalty R     penalty on the last 64 tokens, 1 is off (default 1.0)",
+        "  --seed S               random seed of the sampler (default 0)",
+        "  --stop TEXT            stop when TEXT appears (not printed)",
+        "  --threads N            threads to use (default: all cores)",
+        "  --verbose              print prefill and decode speed to stderr",
+    ].joined(separator: "\n")
 
     static func sampling(_ arguments: Arguments) throws -> SamplingParameters {
         SamplingParameters(
