@@ -129,6 +129,18 @@ struct CommandLineErrorTests {
             .expectOneLineError(containing: "does not fit the context of 128 tokens")
     }
 
+    @Test("a chat template that cannot be rendered")
+    func unsupportedChatTemplate() throws {
+        var writer = try TinyModel.writer()
+        writer.set(
+            "tokenizer.chat_template",
+            .string("{% macro turn(m) %}{{ m.content }}{% endmacro %}{{ turn(messages[0]) }}"))
+        let path = try TinyModel.write(writer)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try CommandLineRun(["chat", "--model", path], input: "hello\n")
+            .expectOneLineError(containing: "unsupported")
+    }
+
     @Test("an unknown option and a bad number")
     func badOptions() throws {
         try CommandLineRun(["generate", "--prompt", "hi", "--tempreature", "1"])
