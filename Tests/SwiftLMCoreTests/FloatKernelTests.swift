@@ -76,6 +76,35 @@ struct FloatKernelTests {
         }
     }
 
+    @Test("WeightMatrix products are ggml_mul_mat's bit for bit, for one row and for several")
+    func weightMatrixMatchesGGML() throws {
+        let pool = ThreadPool(threadCount: 2)
+        for fixture in try KernelFixture.load().mul_mat {
+            let type = try #require(ElementType(ggmlName: fixture.type))
+            let bytes = try QuantFixture.bytes(fixture.weights)
+            let storage = TensorStorage(byteCount: bytes.count)
+            storage.pointer.copyMemory(from: bytes, byteCount: bytes.count)
+            let matrix = WeightMatrix(
+                Tensor(
+                    shape: [fixture.out_features, fixture.in_features], type: type, storage: storage
+                ))
+
+            let x = try QuantFixture.floats(fixture.x)
+            let expected = try QuantFixture.floats(fixture.y)
+            var y = [Float](repeating: 0, count: fixture.rows * fixture.out_features)
+            let scratch = UnsafeMutableRawPointer.allocate(
+                byteCount: matrix.scratchBytes(rowCount: fixture.rows), alignment: 64)
+            defer { scratch.deallocate() }
+            y.withUnsafeMutableBufferPointer { output in
+                matrix.multiply(
+                    x, rowCount: fixture.rows, into: output.baseAddress!, scratch: scratch,
+                    pool: pool)
+            }
+            let shape = "[\(fixture.out_features), \(fixture.in_features)]"
+            #expect(bits(y) == bits(expected), "\(fixture.type) \(shape) x \(fixture.rows) rows")
+        }
+    }
+
     // MARK: - Fast kernels against their scalar twins
 
     @Test("vector exp equals the scalar reference on every lane, specials included")
