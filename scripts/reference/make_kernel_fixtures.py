@@ -131,7 +131,7 @@ def swiglu_cases(ggml: GGML) -> list:
     cases = []
     for count in (7, 16, 40, 128, 1536):
         gate = rng.normal(0, 3, count).astype(np.float32)
-        gate[: min(4, count)] = np.array([-120.0, 95.0, -0.0, 1e-20], dtype=np.float32)[: min(4, count)]
+        gate[:4] = [-120.0, 95.0, -0.0, 1e-20]  # far negative and positive, zeros, tiny
         up = rng.normal(0, 1, count).astype(np.float32)
         cases.append({"count": count, "gate": b64(gate), "up": b64(up),
                       "y": b64(ggml.swiglu(gate, up))})
