@@ -3,7 +3,19 @@ import PackageDescription
 
 // Kernels are the hot path: bounds checks there cost more than they protect, and every kernel
 // has a checked reference twin in the tests.
-let kernelFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+//
+// On x86-64 the kernels are built for Haswell and later (AVX2, FMA, F16C). llama.cpp's CPU
+// kernels accumulate with fused multiply-adds, and SwiftLM reproduces their results bit for bit
+// (docs/ARCHITECTURE.md, "Numerical agreement with llama.cpp"): without FMA in the target, every
+// `addingProduct` would become a call to libm's `fmaf`, correct but several times slower. The
+// manifest is compiled for the machine that builds, so this tests the host's architecture. Every
+// target gets the same CPU, so that SIMD values cross module boundaries in the same registers.
+#if arch(x86_64)
+    let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+    let cpuFlags: [SwiftSetting] = []
+#endif
+let kernelFlags = cpuFlags + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "SwiftLM",
@@ -15,40 +27,45 @@ let package = Package(
         // Tensors, element types, quantized blocks, kernels and the thread pool.
         .target(name: "SwiftLMCore", swiftSettings: kernelFlags),
         // Model file formats (GGUF), memory-mapped and validated.
-        .target(name: "SwiftLMFormats", dependencies: ["SwiftLMCore"]),
+        .target(name: "SwiftLMFormats", dependencies: ["SwiftLMCore"], swiftSettings: cpuFlags),
         // Tokenizers (byte-level BPE, SentencePiece) and chat templates.
-        .target(name: "SwiftLMTokenizers"),
+        .target(name: "SwiftLMTokenizers", swiftSettings: cpuFlags),
         // Model definitions (the Llama family) and weight loading.
         .target(
             name: "SwiftLMModels",
             dependencies: ["SwiftLMCore", "SwiftLMFormats", "SwiftLMTokenizers"],
             swiftSettings: kernelFlags),
         // Sampling, generation loops, perplexity.
-        .target(name: "SwiftLMGeneration", dependencies: ["SwiftLMModels"]),
+        .target(
+            name: "SwiftLMGeneration", dependencies: ["SwiftLMModels"], swiftSettings: cpuFlags),
         // The one import for users of the library.
         .target(
             name: "SwiftLM",
             dependencies: [
                 "SwiftLMCore", "SwiftLMFormats", "SwiftLMTokenizers", "SwiftLMModels",
                 "SwiftLMGeneration",
-            ]),
-        .executableTarget(name: "SwiftLMCLI", dependencies: ["SwiftLM"]),
+            ], swiftSettings: cpuFlags),
+        .executableTarget(name: "SwiftLMCLI", dependencies: ["SwiftLM"], swiftSettings: cpuFlags),
         // Builders of tiny models and files that several test targets share.
-        .target(name: "SwiftLMTestSupport", dependencies: ["SwiftLMCore", "SwiftLMFormats"]),
+        .target(
+            name: "SwiftLMTestSupport", dependencies: ["SwiftLMCore", "SwiftLMFormats"],
+            swiftSettings: cpuFlags),
 
         .testTarget(
             name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"],
-            resources: [.copy("Fixtures")]),
-        .testTarget(name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"]),
+            resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
+        .testTarget(
+            name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"], swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMTokenizersTests", dependencies: ["SwiftLMTokenizers", "SwiftLMFormats"],
-            resources: [.copy("Fixtures")]),
+            resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMModelsTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
-            resources: [.copy("Fixtures")]),
-        .testTarget(name: "SwiftLMGenerationTests", dependencies: ["SwiftLM"]),
+            resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
+        .testTarget(
+            name: "SwiftLMGenerationTests", dependencies: ["SwiftLM"], swiftSettings: cpuFlags),
         .testTarget(
             name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
-            resources: [.copy("Fixtures")]),
+            resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
     ]
 )

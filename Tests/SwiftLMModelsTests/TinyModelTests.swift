@@ -6,7 +6,10 @@ import Testing
 /// llama.cpp's logits for the tiny formula model (scripts/reference/make_tiny_model_fixtures.py).
 struct TinyModelReference: Decodable {
     let input_ids: [Int]
+    /// The input evaluated in one batch.
     let logits: [String: [[Float]]]
+    /// The input evaluated one token at a time, as generation does.
+    let stepwise_logits: [String: [[Float]]]
 
     static let shared: TinyModelReference = {
         let url = Bundle.module.url(
@@ -17,13 +20,13 @@ struct TinyModelReference: Decodable {
 
 @Suite("Tiny Llama model written by the test")
 struct TinyModelTests {
+    /// SwiftLM reproduces the float arithmetic of llama.cpp's CPU backend (docs/ARCHITECTURE.md,
+    /// "Numerical agreement with llama.cpp"), so every logit must be llama.cpp's to the bit. The
+    /// fixture stores each binary32 logit exactly.
     @Test(
-        "logits match llama.cpp at every position",
-        arguments: [
-            (ElementType.f32, Float(2e-4)), (.f16, 3e-3), (.bf16, 2e-4), (.q8_0, 2e-3),
-            (.q4_0, 2e-4), (.q4_1, 2e-3),
-        ])
-    func logitsMatchLlamaCpp(weightType: ElementType, tolerance: Float) throws {
+        "logits equal llama.cpp's bit for bit at every position",
+        arguments: [ElementType.f32, .q8_0, .q4_1])
+    func logitsMatchLlamaCpp(weightType: ElementType) throws {
         let path = try TinyModel.write(weightType: weightType)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let model = try PretrainedModel(path: path)
@@ -36,13 +39,58 @@ struct TinyModelTests {
 
         var largest: Float = 0
         for (position, row) in expected.enumerated() {
-            let ours = Array(
-                logits[(position * TinyModel.vocabSize)..<((position + 1) * TinyModel.vocabSize)])
+            let start = position * TinyModel.vocabSize
+            let ours = Array(logits[start..<(start + TinyModel.vocabSize)])
+            #expect(argmax(ours) == argmax(row), "top-1 differs at position \(position)")
+            for (a, b) in zip(ours, row) { largest = max(largest, abs(a - b)) }
+            #expect(ours == row, "logits differ at position \(position)")
+        }
+        print("tiny \(weightType): largest |logit difference| vs llama.cpp = \(largest)")
+    }
+
+    /// One token at a time, ggml multiplies with `ggml_vec_dot_*` instead of tinyBLAS; SwiftLM
+    /// follows it there too.
+    @Test(
+        "logits of token-by-token evaluation equal llama.cpp's bit for bit",
+        arguments: [ElementType.f32, .q8_0, .q4_1])
+    func stepwiseLogitsMatchLlamaCpp(weightType: ElementType) throws {
+        let path = try TinyModel.write(weightType: weightType)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let model = try PretrainedModel(path: path)
+        let context = InferenceContext(model: model.model, batchCapacity: 1, threadCount: 2)
+        let expected = try #require(
+            TinyModelReference.shared.stepwise_logits["\(weightType)".lowercased()])
+
+        for (position, token) in TinyModel.inputIDs.enumerated() {
+            let logits = try context.evaluate([token])
+            #expect(logits == expected[position], "logits differ at position \(position)")
+        }
+    }
+
+    /// Where llama.cpp takes a path that SwiftLM does not mirror bit for bit (BF16 products use
+    /// AVX-512 BF16 instructions; Q4_0 matrices whose row count is a multiple of 8 are repacked
+    /// and summed in another order), the logits agree to float rounding.
+    @Test(
+        "logits agree with llama.cpp to rounding where its arithmetic is not mirrored",
+        arguments: [(ElementType.f16, Float(0)), (.bf16, 2e-5), (.q4_0, 2e-5)])
+    func logitsAgreeToRounding(weightType: ElementType, tolerance: Float) throws {
+        let path = try TinyModel.write(weightType: weightType)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let model = try PretrainedModel(path: path)
+        let context = InferenceContext(model: model.model, threadCount: 2)
+        let expected = try #require(
+            TinyModelReference.shared.logits["\(weightType)".lowercased()])
+        let logits = try context.evaluate(TinyModel.inputIDs, logits: .all)
+
+        var largest: Float = 0
+        for (position, row) in expected.enumerated() {
+            let start = position * TinyModel.vocabSize
+            let ours = Array(logits[start..<(start + TinyModel.vocabSize)])
             #expect(argmax(ours) == argmax(row), "top-1 differs at position \(position)")
             for (a, b) in zip(ours, row) { largest = max(largest, abs(a - b)) }
         }
         print("tiny \(weightType): largest |logit difference| vs llama.cpp = \(largest)")
-        #expect(largest < tolerance)
+        #expect(largest <= tolerance)
     }
 
     @Test("evaluating token by token gives the logits of one batched pass")

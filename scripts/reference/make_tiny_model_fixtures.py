@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""llama.cpp's logits for the formula-built tiny Llama model in F32, F16, BF16, Q8_0, Q4_0, Q4_1.
+"""llama.cpp's logits for the formula-built tiny Llama model, in F32, F16, BF16, Q8_0, Q4_0 and
+Q4_1: for the input evaluated in one batch (`logits`) and token by token (`stepwise_logits`),
+which in ggml take different kernels for attention and F32 products (llamafile's tinyBLAS for two
+rows or more).
 
     .venv-ref/bin/python scripts/reference/make_tiny_model_fixtures.py
 
 Writes Tests/SwiftLMModelsTests/Fixtures/tiny_model_logits.json. The Swift test builds the same
-GGUF files itself (see tiny_model.py) and compares its logits with these.
+GGUF files itself (see tiny_model.py) and compares its logits with these, bit for bit: each
+binary32 logit is written as the decimal of its exact value, which parses back to the same float.
 """
 import json
 import os
@@ -57,6 +61,7 @@ def write_gguf(path, weight_type):
 
 def main():
     results = {}
+    stepwise = {}
     types = gguf.GGMLQuantizationType
     for label, qtype in [("f32", types.F32), ("f16", types.F16), ("bf16", types.BF16),
                          ("q8_0", types.Q8_0), ("q4_0", types.Q4_0), ("q4_1", types.Q4_1)]:
@@ -67,11 +72,16 @@ def main():
                         n_threads=1, flash_attn=False, verbose=False)
             llm.eval(tm.INPUT_IDS)
             logits = np.asarray(llm.scores[: len(tm.INPUT_IDS)], dtype=np.float32)
-            results[label] = [[round(float(x), 6) for x in row] for row in logits]
+            results[label] = [[float(x) for x in row] for row in logits]
+            llm.reset()
+            for token in tm.INPUT_IDS:
+                llm.eval([token])
+            logits = np.asarray(llm.scores[: len(tm.INPUT_IDS)], dtype=np.float32)
+            stepwise[label] = [[float(x) for x in row] for row in logits]
             del llm
     with open(OUT, "w") as f:
         json.dump({"generator": "scripts/reference/make_tiny_model_fixtures.py",
-                   "input_ids": tm.INPUT_IDS, "logits": results}, f)
+                   "input_ids": tm.INPUT_IDS, "logits": results, "stepwise_logits": stepwise}, f)
     print("wrote", OUT)
 
 

@@ -2,12 +2,18 @@ import Foundation
 
 /// Element-wise and row-wise float kernels of a transformer forward pass.
 ///
-/// Each follows the arithmetic of ggml's CPU backend where the order of operations changes the
-/// result (sums of squares in Double, RoPE angles by repeated multiplication), because SwiftLM's
-/// logits are checked against llama.cpp's.
+/// Each reproduces the float arithmetic of llama.cpp's CPU backend (ggml-cpu built for AVX-512,
+/// with GCC fusing `a * b + c` into FMA) operation for operation, because SwiftLM's logits are
+/// checked against llama.cpp's bit for bit: which lane sums which terms, the tree that adds the
+/// lanes, which multiply-adds are fused, and the exponential. `ReferenceFloatKernels` holds plain
+/// scalar twins that the tests hold these to exactly. docs/ARCHITECTURE.md lists the ggml
+/// function each one mirrors.
 public enum FloatKernels {
+    // MARK: - Normalization and position
+
     /// RMSNorm of one row, `[count] -> [count]`: `x / sqrt(mean(x²) + eps) * weight`.
-    /// The sum of squares is accumulated in Double as ggml's `rms_norm` does.
+    /// ggml's `rms_norm` sums the squares in Double, one after another; the weight is a separate
+    /// `mul` op, so the two products round separately.
     @inlinable
     public static func rmsNorm(
         _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, epsilon: Float,
@@ -21,7 +27,10 @@ public enum FloatKernels {
         for i in 0..<count { y[i] = (x[i] * scale) * weight[i] }
     }
 
-    /// Rotary position embedding of one head, `[headDim] -> [headDim]` in place.
+    /// Rotary position embedding of one head, `[headDim] -> [headDim]` in place, as ggml's
+    /// `ggml_compute_forward_rope_flt`: the angle of pair p is position * base^(-2p/dims), built
+    /// by one multiplication per pair (`ggml_rope_cache_init`), and GCC fuses the rotation into
+    /// `x0 cos - x1 sin = fma(x0, cos, -(x1 sin))`, `x0 sin + x1 cos = fma(x0, sin, x1 cos)`.
     ///
     /// - Parameters:
     ///   - interleaved: true for ggml's "normal" mode (rotate adjacent pairs `(2i, 2i+1)`, the
@@ -33,7 +42,6 @@ public enum FloatKernels {
         _ x: UnsafeMutablePointer<Float>, position: Int, dims: Int, base: Float,
         interleaved: Bool
     ) {
-        // ggml multiplies the angle by base^(-2/dims) once per pair instead of calling pow.
         let thetaScale = powf(base, -2 / Float(dims))
         var theta = Float(position)
         let half = dims / 2
@@ -44,68 +52,247 @@ public enum FloatKernels {
             let (i, j) = interleaved ? (2 * pair, 2 * pair + 1) : (pair, pair + half)
             let x0 = x[i]
             let x1 = x[j]
-            x[i] = x0 * cosTheta - x1 * sinTheta
-            x[j] = x0 * sinTheta + x1 * cosTheta
+            x[i] = (-(x1 * sinTheta)).addingProduct(x0, cosTheta)
+            x[j] = (x1 * cosTheta).addingProduct(x0, sinTheta)
             theta *= thetaScale
         }
     }
 
-    /// Softmax of one row in place, `[count] -> [count]`; the sum runs in Double like ggml's.
+    // MARK: - Softmax and SwiGLU
+
+    /// Softmax of one row in place, `[count] -> [count]`, as ggml's `soft_max` op computes a row:
+    /// `ggml_vec_soft_max_f32` takes e^(x - max) sixteen lanes at a time with
+    /// `VectorMath.exp`, adds each group of sixteen by the halving tree and that sum to a Double,
+    /// and the last `count % 16` elements with libm's `expf`; then every element is scaled by
+    /// `Float(1 / sum)`. Masked elements are -infinity and come out 0.
     @inlinable
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
         var maximum = -Float.infinity
         for i in 0..<count { maximum = max(maximum, x[i]) }
 
         var sum: Double = 0
-        for i in 0..<count {
+        var i = 0
+        while i + 16 <= count {
+            let e = VectorMath.exp(load16(x + i) - SIMD16(repeating: maximum))
+            store16(e, x + i)
+            sum += Double(VectorMath.sum(e))
+            i += 16
+        }
+        while i < count {
             let e = expf(x[i] - maximum)
             x[i] = e
             sum += Double(e)
+            i += 1
         }
 
         let scale = Float(1 / sum)
         for i in 0..<count { x[i] *= scale }
     }
 
-    /// SwiGLU, `[count], [count] -> [count]`: `silu(gate) * up`, written over `gate`.
+    /// SwiGLU of one row, `[count], [count] -> [count]`: `silu(gate) * up`, written over `gate`.
+    /// ggml's `ggml_vec_swiglu_f32`: sixteen lanes at a time with `VectorMath.silu`, the last
+    /// `count % 16` elements as `x / (1 + expf(-x)) * up`. Call it once per row, as ggml does:
+    /// where the groups of sixteen start matters.
     @inlinable
     public static func swiGLU(
         gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int
     ) {
-        for i in 0..<count {
+        var i = 0
+        while i + 16 <= count {
+            store16(VectorMath.silu(load16(gate + i)) * load16(up + i), gate + i)
+            i += 16
+        }
+        while i < count {
             let g = gate[i]
             gate[i] = g / (1 + expf(-g)) * up[i]
+            i += 1
         }
     }
 
     /// `y += x`, `[count]`.
     @inlinable
-    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+    public static func add(
+        _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
+    ) {
         for i in 0..<count { y[i] += x[i] }
     }
 
-    /// Dot product of two float rows.
+    // MARK: - Dot products
+
+    /// Dot product in sixteen lanes, `count` a multiple of 16: lane r accumulates
+    /// `a[16k + r] * b[16k + r]` by FMA in order of k, then the lanes are added by the halving
+    /// tree. This is llamafile's `tinyBLAS` for `__m512` (ggml-cpu/llamafile/sgemm.cpp), which
+    /// ggml runs for F32 and F16 matrix products of two or more rows.
     @inlinable
-    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
-        var sum = SIMD8<Float>()
+    public static func dotLanes16(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    ) -> Float {
+        assert(count % 16 == 0, "tinyBLAS takes whole vectors of 16")
+        var sum = SIMD16<Float>()
         var i = 0
-        while i + 8 <= count {
-            let va = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-            let vb = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-            sum.addProduct(va, vb)
-            i += 8
-        }
-        var total = sum.sum()
         while i < count {
-            total += a[i] * b[i]
-            i += 1
+            sum = sum.addingProduct(load16(a + i), load16(b + i))
+            i += 16
         }
-        return total
+        return VectorMath.sum(sum)
     }
 
-    /// Rounds every element to the nearest Float16, as storing it in an F16 cache would.
+    /// Dot product of binary32 rows as ggml's `ggml_vec_dot_f32` computes it (ggml-cpu/vec.cpp,
+    /// AVX-512), which ggml runs for F32 matrix products of one row.
+    ///
+    /// Steps of 64 go to four accumulators of sixteen lanes (FMA), which are added pairwise
+    /// (0+2, 1+3, then the two) and by the halving tree. GCC vectorizes the leftover loop
+    /// `sum += x[i] * y[i]`: groups of 16, then of 8, add their rounded products one by one; the
+    /// last seven or fewer are fused.
+    @inlinable
+    public static func dotF32(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    ) -> Float {
+        let stepped = count & ~63
+        var sum = sumOfSteps64(a, b, count: stepped)
+
+        var i = stepped
+        while count - i >= 16 {
+            for k in i..<(i + 16) { sum += a[k] * b[k] }
+            i += 16
+        }
+        if count - i >= 8 {
+            for k in i..<(i + 8) { sum += a[k] * b[k] }
+            i += 8
+        }
+        while i < count {
+            sum = sum.addingProduct(a[i], b[i])
+            i += 1
+        }
+        return sum
+    }
+
+    /// Dot product of rows of binary16 values held as floats, as ggml's `ggml_vec_dot_f16`
+    /// computes it: the steps of 64 as in `dotF32`, their sum widened to Double, and the leftover
+    /// products (exact in binary32) added in Double one by one. Attention runs it for one token.
+    @inlinable
+    public static func dotF16(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    ) -> Float {
+        let stepped = count & ~63
+        var sum = Double(sumOfSteps64(a, b, count: stepped))
+        for i in stepped..<count { sum += Double(a[i] * b[i]) }
+        return Float(sum)
+    }
+
+    /// The SIMD part of `ggml_vec_dot_f32` and `_f16` (`GGML_F32_VEC_REDUCE`): four accumulators
+    /// of sixteen lanes over `count`, a multiple of 64, reduced 0+2, 1+3, then by the halving tree.
+    @inlinable @inline(__always)
+    static func sumOfSteps64(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    ) -> Float {
+        guard count > 0 else { return 0 }
+        var sum0 = SIMD16<Float>()
+        var sum1 = SIMD16<Float>()
+        var sum2 = SIMD16<Float>()
+        var sum3 = SIMD16<Float>()
+        var i = 0
+        while i < count {
+            sum0 = sum0.addingProduct(load16(a + i), load16(b + i))
+            sum1 = sum1.addingProduct(load16(a + i + 16), load16(b + i + 16))
+            sum2 = sum2.addingProduct(load16(a + i + 32), load16(b + i + 32))
+            sum3 = sum3.addingProduct(load16(a + i + 48), load16(b + i + 48))
+            i += 64
+        }
+        return VectorMath.sum((sum0 + sum2) + (sum1 + sum3))
+    }
+
+    // MARK: - Attention values
+
+    /// `[count] weights, count rows of [width] -> [width]`: `output[i] = sum_p weights[p] *
+    /// row(p)[i]`, each sum formed like `dotLanes16` over p (tinyBLAS, as ggml multiplies the
+    /// attention weights by the transposed values for two or more tokens). Position p goes to
+    /// lane p % 16; `count` need not be a multiple of 16, since llama.cpp's KV view is padded
+    /// with masked positions whose weight is 0. Weights and rows must be binary16 values, whose
+    /// products are exact, so that the unfused `acc + w * v` equals ggml's FMA.
+    ///
+    /// - Parameter lanes: scratch of `16 * width` floats.
+    @inlinable
+    public static func weightedSumLanes16(
+        _ weights: UnsafePointer<Float>, count: Int, width: Int,
+        row: (Int) -> UnsafePointer<Float>, lanes: UnsafeMutablePointer<Float>,
+        into output: UnsafeMutablePointer<Float>
+    ) {
+        accumulate(weights, count: count, width: width, laneCount: 16, row: row, lanes: lanes)
+        halvingTree(lanes, laneCount: 16, width: width, into: output)
+    }
+
+    /// `weightedSumLanes16` formed like `dotF16` over p instead (`ggml_vec_dot_f16`, as ggml
+    /// multiplies for one token): position p goes to lane p % 64, the row padded with zero
+    /// weights to a multiple of 64 as llama.cpp's KV view (a multiple of 256) is, so no position
+    /// is a leftover.
+    ///
+    /// - Parameter lanes: scratch of `64 * width` floats.
+    @inlinable
+    public static func weightedSumLanes64(
+        _ weights: UnsafePointer<Float>, count: Int, width: Int,
+        row: (Int) -> UnsafePointer<Float>, lanes: UnsafeMutablePointer<Float>,
+        into output: UnsafeMutablePointer<Float>
+    ) {
+        accumulate(weights, count: count, width: width, laneCount: 64, row: row, lanes: lanes)
+
+        // Accumulators 0+2 and 1+3 (16 lanes each), then the two, then the tree of 16.
+        for lane in 0..<32 {
+            add(lanes + (lane + 32) * width, into: lanes + lane * width, count: width)
+        }
+        for lane in 0..<16 {
+            add(lanes + (lane + 16) * width, into: lanes + lane * width, count: width)
+        }
+        halvingTree(lanes, laneCount: 16, width: width, into: output)
+    }
+
+    /// `lanes[p % laneCount][i] += weights[p] * row(p)[i]` for p in order, after zeroing.
+    @inlinable @inline(__always)
+    static func accumulate(
+        _ weights: UnsafePointer<Float>, count: Int, width: Int, laneCount: Int,
+        row: (Int) -> UnsafePointer<Float>, lanes: UnsafeMutablePointer<Float>
+    ) {
+        lanes.initialize(repeating: 0, count: laneCount * width)
+        for position in 0..<count {
+            let weight = weights[position]
+            let values = row(position)
+            let lane = lanes + (position % laneCount) * width
+            for i in 0..<width { lane[i] += weight * values[i] }
+        }
+    }
+
+    /// The halving tree of `VectorMath.sum` applied across `laneCount` rows of `width`:
+    /// `output[i]` is the tree's sum of `lanes[0..<laneCount][i]`. Overwrites `lanes`.
+    @inlinable @inline(__always)
+    static func halvingTree(
+        _ lanes: UnsafeMutablePointer<Float>, laneCount: Int, width: Int,
+        into output: UnsafeMutablePointer<Float>
+    ) {
+        var half = laneCount / 2
+        while half >= 1 {
+            for lane in 0..<half {
+                add(lanes + (lane + half) * width, into: lanes + lane * width, count: width)
+            }
+            half /= 2
+        }
+        output.update(from: lanes, count: width)
+    }
+
+    /// Rounds every element to the nearest Float16, as storing it in an F16 tensor would.
     @inlinable
     public static func roundToHalf(_ x: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { x[i] = Float(Float16(x[i])) }
+    }
+
+    // MARK: - Loads and stores
+
+    @inlinable @inline(__always)
+    static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+
+    @inlinable @inline(__always)
+    static func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 }

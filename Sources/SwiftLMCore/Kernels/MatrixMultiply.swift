@@ -8,7 +8,9 @@
 public struct WeightMatrix: @unchecked Sendable {
     public let tensor: Tensor
     public let activationType: ElementType
+    /// The kernels for one activation row and for several: they differ for F32 and F16.
     private let kernel: DotKernel
+    private let batchedKernel: DotKernel
 
     public var outFeatures: Int { tensor.shape[0] }
     public var inFeatures: Int { tensor.shape[1] }
@@ -17,7 +19,8 @@ public struct WeightMatrix: @unchecked Sendable {
         precondition(tensor.rank == 2, "a weight matrix is 2-D, got \(tensor.shape)")
         self.tensor = tensor
         activationType = Quantization.activationType(for: tensor.type)
-        kernel = Quantization.dotKernel(for: tensor.type)
+        kernel = Quantization.dotKernel(for: tensor.type, rowCount: 1)
+        batchedKernel = Quantization.dotKernel(for: tensor.type, rowCount: 2)
     }
 
     /// Bytes of scratch that `multiply` needs for `rowCount` input rows.
@@ -48,7 +51,7 @@ public struct WeightMatrix: @unchecked Sendable {
 
         let weights = tensor.raw
         let weightRowBytes = tensor.rowBytes
-        let kernel = kernel
+        let kernel = rowCount >= 2 ? batchedKernel : kernel
         pool.parallelFor(outFeatures) { features in
             for feature in features {
                 let weightRow = weights + feature * weightRowBytes

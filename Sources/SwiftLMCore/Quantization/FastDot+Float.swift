@@ -3,57 +3,91 @@
 #endif
 
 /// Fast dot kernels for the unquantized types, whose activations have the weights' own type.
-/// They multiply and add in binary32 across 16 lanes (ggml's AVX kernels in ggml-cpu/vec.cpp do
-/// the same with FMA; the x86-64 baseline has none, and Swift never fuses on its own).
+///
+/// F32 and F16 follow llama.cpp bit for bit, and it has two: `ggml_vec_dot_f32` / `_f16` for a
+/// product with one activation row, llamafile's `tinyBLAS` (`llamafile_sgemm`) for two rows or
+/// more, so each type has a plain and a `Batched` kernel (see `FloatKernels.dotF32`, `dotF16`
+/// and `dotLanes16` for the order of operations). Products of two binary16 numbers are exact
+/// in binary32, so for F16 fused and unfused multiply-adds agree. BF16 sums in two lanes of
+/// binary32 and agrees with ggml (which uses AVX-512 BF16 instructions here) to rounding only.
 extension FastDot {
     static func f32(
         _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
     ) -> Float {
-        var sum0 = SIMD8<Float>()
-        var sum1 = SIMD8<Float>()
-        var i = 0
-
-        while i + 16 <= count {
-            let w0 = weights.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            let w1 = weights.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
-            let a0 = activations.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            let a1 = activations.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
-            sum0 += w0 * a0
-            sum1 += w1 * a1
-            i += 16
-        }
-
-        var tail: Float = 0
-        while i < count {
-            let w = weights.load(fromByteOffset: 4 * i, as: Float.self)
-            tail += w * activations.load(fromByteOffset: 4 * i, as: Float.self)
-            i += 1
-        }
-        return (sum0 + sum1).sum() + tail
+        FloatKernels.dotF32(
+            weights.assumingMemoryBound(to: Float.self),
+            activations.assumingMemoryBound(to: Float.self), count: count)
     }
 
+    /// `tinyBLAS<16, __m512, __m512, float, float, float>`; `llamafile_sgemm` declines rows that
+    /// are not whole vectors of 16, and ggml falls back to `ggml_vec_dot_f32`.
+    static func f32Batched(
+        _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
+    ) -> Float {
+        guard count % 16 == 0 else { return f32(weights, activations, count) }
+        return FloatKernels.dotLanes16(
+            weights.assumingMemoryBound(to: Float.self),
+            activations.assumingMemoryBound(to: Float.self), count: count)
+    }
+
+    /// `ggml_vec_dot_f16`: steps of 64 in four vectors of 16 lanes, leftovers in Double.
     static func f16(
         _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
     ) -> Float {
-        var sum0 = SIMD4<Float>()
-        var sum1 = SIMD4<Float>()
+        let stepped = count & ~63
+        var sum0 = SIMD16<Float>()
+        var sum1 = SIMD16<Float>()
+        var sum2 = SIMD16<Float>()
+        var sum3 = SIMD16<Float>()
         var i = 0
-
-        // 8 halves load as 4 words of 32 bits; even and odd halves convert separately.
-        while i + 8 <= count {
-            let w = weights.loadUnaligned(fromByteOffset: 2 * i, as: SIMD4<UInt32>.self)
-            let a = activations.loadUnaligned(fromByteOffset: 2 * i, as: SIMD4<UInt32>.self)
-            sum0 += floats(fromHalves: w & 0xFFFF) * floats(fromHalves: a & 0xFFFF)
-            sum1 += floats(fromHalves: w &>> 16) * floats(fromHalves: a &>> 16)
-            i += 8
+        while i < stepped {
+            sum0 = sum0.addingProduct(halves(weights, i), halves(activations, i))
+            sum1 = sum1.addingProduct(halves(weights, i + 16), halves(activations, i + 16))
+            sum2 = sum2.addingProduct(halves(weights, i + 32), halves(activations, i + 32))
+            sum3 = sum3.addingProduct(halves(weights, i + 48), halves(activations, i + 48))
+            i += 64
         }
 
-        var tail: Float = 0
+        var sum = Double(VectorMath.sum((sum0 + sum2) + (sum1 + sum3)))
         while i < count {
-            tail += weights.loadHalf(at: 2 * i) * activations.loadHalf(at: 2 * i)
+            sum += Double(weights.loadHalf(at: 2 * i) * activations.loadHalf(at: 2 * i))
             i += 1
         }
-        return (sum0 + sum1).sum() + tail
+        return Float(sum)
+    }
+
+    /// `tinyBLAS<16, __m512, __m512, ggml_fp16_t, ggml_fp16_t, float>`, or `f16` for rows that
+    /// are not whole vectors of 16.
+    static func f16Batched(
+        _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
+    ) -> Float {
+        guard count % 16 == 0 else { return f16(weights, activations, count) }
+        var sum = SIMD16<Float>()
+        var i = 0
+        while i < count {
+            sum = sum.addingProduct(halves(weights, i), halves(activations, i))
+            i += 16
+        }
+        return VectorMath.sum(sum)
+    }
+
+    /// The 16 binary16 numbers from element `index` of `pointer` on, as floats (exact).
+    @inline(__always)
+    static func halves(_ pointer: UnsafeRawPointer, _ index: Int) -> SIMD16<Float> {
+        #if arch(x86_64)
+            let low = pointer.loadUnaligned(fromByteOffset: 2 * index, as: __m128i.self)
+            let high = pointer.loadUnaligned(fromByteOffset: 2 * index + 16, as: __m128i.self)
+            return SIMD16(lowHalf: _mm256_cvtph_ps(low), highHalf: _mm256_cvtph_ps(high))
+        #else
+            func four(_ offset: Int) -> SIMD4<Float> {
+                let bits = pointer.loadUnaligned(
+                    fromByteOffset: 2 * (index + offset), as: SIMD4<UInt16>.self)
+                return floats(fromHalves: SIMD4(truncatingIfNeeded: bits))
+            }
+            return SIMD16(
+                lowHalf: SIMD8(lowHalf: four(0), highHalf: four(4)),
+                highHalf: SIMD8(lowHalf: four(8), highHalf: four(12)))
+        #endif
     }
 
     static func bf16(

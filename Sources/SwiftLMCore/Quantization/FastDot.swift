@@ -1,118 +1,92 @@
-/// Fast dot kernels, one per weight type, with the signature of `DotKernel`. Integer block sums
-/// are exact and equal to `ReferenceDot`'s; the scaled block sums are added in four float lanes
-/// (and, for the float types, in binary32 rather than binary64), so results differ from the
-/// reference by rounding only.
+/// Fast dot kernels, one per weight type, with the signature of `DotKernel`.
 ///
-/// They are built for the x86-64 baseline (SSE2), which is what `swift build` targets unless told
-/// otherwise, from the `SIMDPairs` primitives; ggml's AVX2 kernels in
-/// ggml-cpu/arch/x86/quants.c are the model for the block arithmetic. Block scales are read
-/// through `HalfPrecision.table`.
+/// For the 32-element block types (Q8_0, Q4_0, Q4_1) they compute what llama.cpp's x86 kernels
+/// compute, bit for bit (`ggml_vec_dot_*` in ggml-cpu/arch/x86/quants.c, AVX2 path; llamafile's
+/// `tinyBLAS_Q0_AVX` does the same arithmetic for batches): per block, eight exact integer sums
+/// of four consecutive products (`SIMDPairs.blockSums`); each lane accumulates
+/// `fma(dw * da, sum, lane)`; the lanes are added by `VectorMath.sum`. The K-quant kernels keep
+/// their own order (see FastDot+KQuants.swift) and agree with ggml to rounding only.
+///
+/// Block scales are read through `HalfPrecision.table`.
 enum FastDot {
     // MARK: - Q8_0 x Q8_0
 
-    /// 32 weights q in -128...127 against 32 activations: 4 lanes of partial sums.
-    @inline(__always)
-    static func q8_0Sums(_ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> SIMD4<Int32> {
-        let (w0, w1) = SIMDPairs.signedBytes(w, at: BlockLayout.Q8_0.qs)
-        let (w2, w3) = SIMDPairs.signedBytes(w, at: BlockLayout.Q8_0.qs + 16)
-        let (a0, a1) = SIMDPairs.signedBytes(a, at: BlockLayout.Q8_0.qs)
-        let (a2, a3) = SIMDPairs.signedBytes(a, at: BlockLayout.Q8_0.qs + 16)
-        return SIMDPairs.multiplyAdd(w0, a0) &+ SIMDPairs.multiplyAdd(w1, a1)
-            &+ SIMDPairs.multiplyAdd(w2, a2) &+ SIMDPairs.multiplyAdd(w3, a3)
-    }
-
+    /// `ggml_vec_dot_q8_0_q8_0`: sum over blocks of (dw * da) * (32 products) in eight lanes.
     static func q8_0(
         _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
     ) -> Float {
         assert(count % 32 == 0)
         let half = HalfPrecision.table
-        var accumulator = SIMD4<Float>()
+        var lanes = SIMD8<Float>()
         var w = weights
         var a = activations
 
         for _ in 0..<(count / 32) {
-            let sums = q8_0Sums(w, a)
+            let sums = SIMDPairs.blockSums(
+                SIMDPairs.blockWords(w, at: BlockLayout.Q8_0.qs),
+                SIMDPairs.blockWords(a, at: BlockLayout.Q8_0.qs))
             let scale = half[Int(w.loadUInt16(at: 0))] * half[Int(a.loadUInt16(at: 0))]
-            SIMDPairs.accumulate(sums, scaledBy: scale, into: &accumulator)
+            lanes = lanes.addingProduct(SIMD8(repeating: scale), SIMD8<Float>(sums))
             w += BlockLayout.Q8_0.bytes
             a += BlockLayout.Q8_0.bytes
         }
-        return accumulator.sum()
+        return VectorMath.sum(lanes)
     }
 
     // MARK: - Q4_0 x Q8_0
 
-    /// 32 weights q - 8 (q a nibble) against 32 activations: 4 lanes of partial sums. Byte j of
-    /// the weights holds elements j and j + 16, so its even-byte nibbles pair with the even
-    /// activations of each half and its odd-byte nibbles with the odd ones.
-    @inline(__always)
-    static func q4_0Sums(_ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> SIMD4<Int32> {
-        let q = SIMDPairs.words(w, at: BlockLayout.Q4_0.qs)
-        let (a0, a1) = SIMDPairs.signedBytes(a, at: BlockLayout.Q8_0.qs)
-        let (a2, a3) = SIMDPairs.signedBytes(a, at: BlockLayout.Q8_0.qs + 16)
-        let eight = SIMD8<Int16>(repeating: 8)
-        return SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 0) &- eight, a0)
-            &+ SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 2) &- eight, a1)
-            &+ SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 1) &- eight, a2)
-            &+ SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 3) &- eight, a3)
-    }
-
+    /// `ggml_vec_dot_q4_0_q8_0`: as `q8_0`, the nibbles less 8 in element order. (llama.cpp
+    /// repacks Q4_0 matrices whose row count is a multiple of 8 for its AVX2 gemv kernels, whose
+    /// order this does not follow.)
     static func q4_0(
         _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
     ) -> Float {
         assert(count % 32 == 0)
         let half = HalfPrecision.table
-        var accumulator = SIMD4<Float>()
+        var lanes = SIMD8<Float>()
         var w = weights
         var a = activations
 
         for _ in 0..<(count / 32) {
-            let sums = q4_0Sums(w, a)
+            let sums = SIMDPairs.nibbleSums(
+                SIMDPairs.nibbleWords(w, at: BlockLayout.Q4_0.qs),
+                SIMDPairs.blockWords(a, at: BlockLayout.Q8_0.qs), bias: 8)
             let scale = half[Int(w.loadUInt16(at: 0))] * half[Int(a.loadUInt16(at: 0))]
-            SIMDPairs.accumulate(sums, scaledBy: scale, into: &accumulator)
+            lanes = lanes.addingProduct(SIMD8(repeating: scale), SIMD8<Float>(sums))
             w += BlockLayout.Q4_0.bytes
             a += BlockLayout.Q8_0.bytes
         }
-        return accumulator.sum()
+        return VectorMath.sum(lanes)
     }
 
     // MARK: - Q4_1 x Q8_1
 
-    /// 32 weights q (a nibble, 0...15) against 32 activations, paired as in `q4_0Sums`.
-    @inline(__always)
-    static func q4_1Sums(_ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> SIMD4<Int32> {
-        let q = SIMDPairs.words(w, at: BlockLayout.Q4_1.qs)
-        let (a0, a1) = SIMDPairs.signedBytes(a, at: BlockLayout.Q8_1.qs)
-        let (a2, a3) = SIMDPairs.signedBytes(a, at: BlockLayout.Q8_1.qs + 16)
-        return SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 0), a0)
-            &+ SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 2), a1)
-            &+ SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 1), a2)
-            &+ SIMDPairs.multiplyAdd(SIMDPairs.nibble(q, 3), a3)
-    }
-
-    /// sum over blocks of dw * da * sum(qw * qa) + mw * sa, with the offsets summed apart as in
-    /// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`.
+    /// `ggml_vec_dot_q4_1_q8_1`: the lanes of `q8_0` for dw * da * sum(qw * qa), and the offsets
+    /// mw * sa (sa = da * sum(qa), precomputed in the activation block) in one float that GCC
+    /// updates by FMA, added last.
     static func q4_1(
         _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
     ) -> Float {
         assert(count % 32 == 0)
         let half = HalfPrecision.table
-        var accumulator = SIMD4<Float>()
+        var lanes = SIMD8<Float>()
         var offsets: Float = 0
         var w = weights
         var a = activations
 
         for _ in 0..<(count / 32) {
-            let sums = q4_1Sums(w, a)
+            let sums = SIMDPairs.nibbleSums(
+                SIMDPairs.nibbleWords(w, at: BlockLayout.Q4_1.qs),
+                SIMDPairs.blockWords(a, at: BlockLayout.Q8_1.qs), bias: 0)
             let dw = half[Int(w.loadUInt16(at: BlockLayout.Q4_1.d))]
             let mw = half[Int(w.loadUInt16(at: BlockLayout.Q4_1.m))]
             let da = half[Int(a.loadUInt16(at: BlockLayout.Q8_1.d))]
             let sa = half[Int(a.loadUInt16(at: BlockLayout.Q8_1.s))]
-            SIMDPairs.accumulate(sums, scaledBy: dw * da, into: &accumulator)
-            offsets += mw * sa
+            offsets = offsets.addingProduct(mw, sa)
+            lanes = lanes.addingProduct(SIMD8(repeating: dw * da), SIMD8<Float>(sums))
             w += BlockLayout.Q4_1.bytes
             a += BlockLayout.Q8_1.bytes
         }
-        return accumulator.sum() + offsets
+        return VectorMath.sum(lanes) + offsets
     }
 }

@@ -52,9 +52,9 @@ enum HalfPrecision {
 
     /// Every binary16 value as a `Float`, indexed by its bits (256 KiB, built on first use).
     ///
-    /// The fast dot kernels read their block scales here: without F16C in the baseline x86-64
-    /// target, one load beats the dozen integer operations of `float(fromHalf:)`. ggml does the
-    /// same where the CPU lacks a conversion instruction (`ggml_table_f32_f16` in ggml-cpu.c).
+    /// The fast dot kernels read their block scales here: one load beats the dozen integer
+    /// operations of `float(fromHalf:)` and needs no conversion instruction. ggml's x86 block
+    /// kernels read theirs the same way (`ggml_table_f32_f16` in ggml-cpu.c).
     /// Scales of one tensor share a few exponents, so few of the table's cache lines stay hot.
     /// Written once inside Swift's thread-safe lazy initialization and only read after, so
     /// sharing the pointer across threads is safe.

@@ -41,15 +41,22 @@ public enum Quantization {
     }
 
     /// The fastest dot kernel for `weightType` weights against activations of
-    /// `activationType(for: weightType)`. Integer block sums are exact; the float sum of the
-    /// scaled blocks runs in a different order from `referenceDotKernel(for:)`, so the two agree
-    /// to rounding (the tests name the tolerance per type).
+    /// `activationType(for: weightType)`, as llama.cpp's CPU backend runs it for a product with
+    /// `rowCount` activation rows. The count matters for F32 and F16 only: ggml hands products of
+    /// two rows or more to llamafile's `tinyBLAS`, whose sums run in another order than the
+    /// `ggml_vec_dot_*` kernels it uses for one row.
+    ///
+    /// For F32, F16, Q8_0, Q4_0 and Q4_1 the result is bit for bit llama.cpp's (on x86, built
+    /// for AVX-512) and equal to `referenceDotKernel(for:rowCount:)`'s. For BF16 and the K-quants
+    /// the float sums run in a different order from the reference, so the two agree to rounding
+    /// (the tests name the tolerance per type).
     ///
     /// - Precondition: `weightType.isSupported`.
-    public static func dotKernel(for weightType: ElementType) -> DotKernel {
+    public static func dotKernel(for weightType: ElementType, rowCount: Int = 1) -> DotKernel {
+        let batched = rowCount >= 2
         switch weightType {
-        case .f32: return FastDot.f32
-        case .f16: return FastDot.f16
+        case .f32: return batched ? FastDot.f32Batched : FastDot.f32
+        case .f16: return batched ? FastDot.f16Batched : FastDot.f16
         case .bf16: return FastDot.bf16
         case .q8_0: return FastDot.q8_0
         case .q4_0: return FastDot.q4_0
@@ -61,16 +68,19 @@ public enum Quantization {
         }
     }
 
-    /// The plain scalar dot kernel for `weightType`, written to follow ggml's portable C kernels
-    /// (`ggml_vec_dot_*_generic` in ggml-cpu/quants.c, `ggml_vec_dot_f16` and friends in
-    /// ggml-cpu/vec.cpp) step for step, including their order of float operations. The fast
-    /// kernels are tested against it.
+    /// The plain scalar dot kernel for `weightType`, the yardstick of `dotKernel(for:rowCount:)`.
+    /// For F32, F16 and the 32-element block types it spells out the lanes and fused
+    /// multiply-adds of llama.cpp's x86 kernels; for BF16 and the K-quants it follows ggml's
+    /// portable C (`ggml_vec_dot_*_generic` in ggml-cpu/quants.c) step for step.
     ///
     /// - Precondition: `weightType.isSupported`.
-    public static func referenceDotKernel(for weightType: ElementType) -> DotKernel {
+    public static func referenceDotKernel(
+        for weightType: ElementType, rowCount: Int = 1
+    ) -> DotKernel {
+        let batched = rowCount >= 2
         switch weightType {
-        case .f32: return ReferenceDot.f32
-        case .f16: return ReferenceDot.f16
+        case .f32: return batched ? ReferenceDot.f32Batched : ReferenceDot.f32
+        case .f16: return batched ? ReferenceDot.f16Batched : ReferenceDot.f16
         case .bf16: return ReferenceDot.bf16
         case .q8_0: return ReferenceDot.q8_0
         case .q4_0: return ReferenceDot.q4_0

@@ -1,33 +1,55 @@
-/// Scalar dot kernels that follow ggml's portable C step for step (`ggml_vec_dot_*_generic` in
-/// ggml-cpu/quants.c; `ggml_vec_dot_f32`, `_f16`, `_bf16` in ggml-cpu/vec.cpp without SIMD),
-/// including the order and grouping of every float operation, so that they reproduce a scalar
-/// build of ggml exactly. They are the yardstick for `FastDot`; nothing else should call them in a
-/// hot loop.
+/// Scalar dot kernels, the yardstick for `FastDot`; nothing else should call them in a hot loop.
+///
+/// For F32, F16 and the 32-element block types they are plain scalar code with the float
+/// arithmetic of llama.cpp's x86 kernels, lane by lane (`ggml_vec_dot_*` in
+/// ggml-cpu/arch/x86/quants.c and ggml-cpu/vec.cpp, llamafile's `tinyBLAS` for batches), so fast
+/// and reference kernels must agree exactly. For BF16 and the K-quants they follow ggml's
+/// portable C step for step (`ggml_vec_dot_*_generic`), which the SIMD kernels match to rounding.
 enum ReferenceDot {
-    // MARK: - Plain types: products in binary32, summed in binary64 as ggml's scalar loops do.
+    // MARK: - Plain types
 
+    /// `ggml_vec_dot_f32`; see `ReferenceFloatKernels.dotF32`.
     static func f32(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int)
         -> Float
     {
-        var sum: Double = 0
-        for i in 0..<count {
-            let w = weights.load(fromByteOffset: 4 * i, as: Float.self)
-            let a = activations.load(fromByteOffset: 4 * i, as: Float.self)
-            sum += Double(w * a)
-        }
-        return Float(sum)
+        ReferenceFloatKernels.dotF32(
+            weights.assumingMemoryBound(to: Float.self),
+            activations.assumingMemoryBound(to: Float.self), count: count)
     }
 
+    /// llamafile's `tinyBLAS` for F32; `ggml_vec_dot_f32` for rows not in whole vectors of 16.
+    static func f32Batched(
+        _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
+    ) -> Float {
+        guard count % 16 == 0 else { return f32(weights, activations, count) }
+        return ReferenceFloatKernels.dotLanes16(
+            weights.assumingMemoryBound(to: Float.self),
+            activations.assumingMemoryBound(to: Float.self), count: count)
+    }
+
+    /// `ggml_vec_dot_f16`; see `ReferenceFloatKernels.dotF16`.
     static func f16(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int)
         -> Float
     {
-        var sum: Double = 0
-        for i in 0..<count {
-            sum += Double(weights.loadHalf(at: 2 * i) * activations.loadHalf(at: 2 * i))
-        }
-        return Float(sum)
+        let (w, a) = (widened(weights, count), widened(activations, count))
+        return ReferenceFloatKernels.dotF16(w, a, count: count)
     }
 
+    /// llamafile's `tinyBLAS` for F16; `ggml_vec_dot_f16` for rows not in whole vectors of 16.
+    static func f16Batched(
+        _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
+    ) -> Float {
+        guard count % 16 == 0 else { return f16(weights, activations, count) }
+        let (w, a) = (widened(weights, count), widened(activations, count))
+        return ReferenceFloatKernels.dotLanes16(w, a, count: count)
+    }
+
+    /// `count` binary16 numbers as floats.
+    private static func widened(_ halves: UnsafeRawPointer, _ count: Int) -> [Float] {
+        (0..<count).map { halves.loadHalf(at: 2 * $0) }
+    }
+
+    /// `ggml_vec_dot_bf16_generic`: products in binary32, summed in binary64.
     static func bf16(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int)
         -> Float
     {
@@ -42,72 +64,80 @@ enum ReferenceDot {
 
     // MARK: - 32-element blocks
 
-    /// `ggml_vec_dot_q8_0_q8_0_generic`: sum += sumi * (dw * da).
+    /// `ggml_vec_dot_q8_0_q8_0` (AVX2): lane k of 8 takes the integer sum of elements 4k..<4k + 4
+    /// of each block, scaled by dw * da with one FMA; the lanes are added by the halving tree.
     static func q8_0(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int)
         -> Float
     {
-        var sum: Float = 0
+        var lanes = [Float](repeating: 0, count: 8)
         for block in 0..<(count / 32) {
             let w = weights + block * BlockLayout.Q8_0.bytes
             let a = activations + block * BlockLayout.Q8_0.bytes
-
-            var sumi: Int32 = 0
-            for j in 0..<32 {
-                let qw = Int32(w.load(fromByteOffset: BlockLayout.Q8_0.qs + j, as: Int8.self))
-                let qa = Int32(a.load(fromByteOffset: BlockLayout.Q8_0.qs + j, as: Int8.self))
-                sumi += qw * qa
-            }
-
-            sum += Float(sumi) * (w.loadHalf(at: BlockLayout.Q8_0.d) * a.loadHalf(at: 0))
+            let scale = w.loadHalf(at: BlockLayout.Q8_0.d) * a.loadHalf(at: BlockLayout.Q8_0.d)
+            accumulate(
+                scale, into: &lanes, weight: { q8(w, BlockLayout.Q8_0.qs, $0) },
+                activation: { q8(a, BlockLayout.Q8_0.qs, $0) })
         }
-        return sum
+        return ReferenceFloatKernels.halvingSum(lanes)
     }
 
-    /// `ggml_vec_dot_q4_0_q8_0_generic`: sum += sumi * dw * da, left to right.
+    /// `ggml_vec_dot_q4_0_q8_0` (AVX2): as `q8_0`, with weights q - 8.
     static func q4_0(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int)
         -> Float
     {
-        var sum: Float = 0
+        var lanes = [Float](repeating: 0, count: 8)
         for block in 0..<(count / 32) {
             let w = weights + block * BlockLayout.Q4_0.bytes
             let a = activations + block * BlockLayout.Q8_0.bytes
-
-            var sumi: Int32 = 0
-            for j in 0..<16 {
-                let byte = w.load(fromByteOffset: BlockLayout.Q4_0.qs + j, as: UInt8.self)
-                let qa0 = Int32(a.load(fromByteOffset: BlockLayout.Q8_0.qs + j, as: Int8.self))
-                let qa1 = Int32(a.load(fromByteOffset: BlockLayout.Q8_0.qs + j + 16, as: Int8.self))
-                sumi += (Int32(byte & 0x0F) - 8) * qa0 + (Int32(byte >> 4) - 8) * qa1
-            }
-
-            sum += Float(sumi) * w.loadHalf(at: BlockLayout.Q4_0.d) * a.loadHalf(at: 0)
+            let scale = w.loadHalf(at: BlockLayout.Q4_0.d) * a.loadHalf(at: BlockLayout.Q8_0.d)
+            accumulate(
+                scale, into: &lanes, weight: { nibble(w, BlockLayout.Q4_0.qs, $0) - 8 },
+                activation: { q8(a, BlockLayout.Q8_0.qs, $0) })
         }
-        return sum
+        return ReferenceFloatKernels.halvingSum(lanes)
     }
 
-    /// `ggml_vec_dot_q4_1_q8_1_generic`: sum += (dw * da) * sumi + mw * sa, where sa = da * sum(qa)
-    /// comes precomputed in the activation block.
+    /// `ggml_vec_dot_q4_1_q8_1` (AVX2): the lanes of `q8_0` for dw * da * sum(qw * qa), plus the
+    /// offsets mw * sa accumulated by FMA in one float (sa = da * sum(qa), stored in the block).
     static func q4_1(_ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int)
         -> Float
     {
-        var sum: Float = 0
+        var lanes = [Float](repeating: 0, count: 8)
+        var offsets: Float = 0
         for block in 0..<(count / 32) {
             let w = weights + block * BlockLayout.Q4_1.bytes
             let a = activations + block * BlockLayout.Q8_1.bytes
-
-            var sumi: Int32 = 0
-            for j in 0..<16 {
-                let byte = w.load(fromByteOffset: BlockLayout.Q4_1.qs + j, as: UInt8.self)
-                let qa0 = Int32(a.load(fromByteOffset: BlockLayout.Q8_1.qs + j, as: Int8.self))
-                let qa1 = Int32(a.load(fromByteOffset: BlockLayout.Q8_1.qs + j + 16, as: Int8.self))
-                sumi += Int32(byte & 0x0F) * qa0 + Int32(byte >> 4) * qa1
-            }
-
             let scale = w.loadHalf(at: BlockLayout.Q4_1.d) * a.loadHalf(at: BlockLayout.Q8_1.d)
-            let offset = w.loadHalf(at: BlockLayout.Q4_1.m) * a.loadHalf(at: BlockLayout.Q8_1.s)
-            sum += scale * Float(sumi) + offset
+            let m = w.loadHalf(at: BlockLayout.Q4_1.m)
+            offsets = offsets.addingProduct(m, a.loadHalf(at: BlockLayout.Q8_1.s))
+            accumulate(
+                scale, into: &lanes, weight: { nibble(w, BlockLayout.Q4_1.qs, $0) },
+                activation: { q8(a, BlockLayout.Q8_1.qs, $0) })
         }
-        return sum
+        return ReferenceFloatKernels.halvingSum(lanes) + offsets
+    }
+
+    /// lanes[k] = fma(scale, sum of weight(i) * activation(i) for i in 4k..<4k + 4, lanes[k]).
+    private static func accumulate(
+        _ scale: Float, into lanes: inout [Float], weight: (Int) -> Int32,
+        activation: (Int) -> Int32
+    ) {
+        for lane in 0..<8 {
+            var sum: Int32 = 0
+            for i in (4 * lane)..<(4 * lane + 4) { sum += weight(i) * activation(i) }
+            lanes[lane] = lanes[lane].addingProduct(scale, Float(sum))
+        }
+    }
+
+    /// Element `i` of the signed quants at `block + qs`.
+    private static func q8(_ block: UnsafeRawPointer, _ qs: Int, _ i: Int) -> Int32 {
+        Int32(block.load(fromByteOffset: qs + i, as: Int8.self))
+    }
+
+    /// Element `i` of 32 nibbles at `block + qs`: byte i % 16, low nibble for i < 16.
+    private static func nibble(_ block: UnsafeRawPointer, _ qs: Int, _ i: Int) -> Int32 {
+        let byte = block.load(fromByteOffset: qs + i % 16, as: UInt8.self)
+        return Int32(i < 16 ? byte & 0x0F : byte >> 4)
     }
 
     // MARK: - K-quants against Q8_K

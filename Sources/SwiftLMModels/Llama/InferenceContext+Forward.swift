@@ -30,7 +30,11 @@ extension InferenceContext {
             normalize(b.x, weight: weights.feedForwardNorm, rows: tokenCount, into: b.normed)
             multiply(weights.gate, b.normed, rows: tokenCount, into: b.gate)
             multiply(weights.up, b.normed, rows: tokenCount, into: b.up)
-            FloatKernels.swiGLU(gate: b.gate, up: b.up, count: tokenCount * config.intermediate)
+            for token in 0..<tokenCount {
+                let offset = token * config.intermediate
+                FloatKernels.swiGLU(
+                    gate: b.gate + offset, up: b.up + offset, count: config.intermediate)
+            }
             multiply(weights.down, b.gate, rows: tokenCount, into: b.projection)
             FloatKernels.add(b.projection, into: b.x, count: tokenCount * hidden)
         }
@@ -108,8 +112,10 @@ extension InferenceContext {
     /// Causal grouped-query attention of this chunk's queries over the cache:
     /// `[tokenCount, headCount * headDim] -> [tokenCount, headCount * headDim]`.
     ///
-    /// Like llama.cpp's F16 path, the query and the softmax weights are rounded to Float16
-    /// before their products with the cached keys and values.
+    /// As llama.cpp's F16 path (`build_attn_mha` without flash attention), the query and the
+    /// softmax weights are rounded to Float16 before their products with the cached keys and
+    /// values, and both products take ggml's order of sums: llamafile's tinyBLAS for a chunk of
+    /// two tokens or more, `ggml_vec_dot_f16` for one token (see `FloatKernels`).
     private func attend(layer: Int, tokenCount: Int) {
         let config = model.config
         let headDim = config.headDim
@@ -117,12 +123,16 @@ extension InferenceContext {
         let groupSize = config.headCount / config.kvHeadCount
         let scale = 1 / Float(headDim).squareRoot()
         let firstPosition = cache.count
+        let batched = tokenCount >= 2
+        // tinyBLAS takes rows in whole vectors of 16; ggml falls back to ggml_vec_dot_f16.
+        let scoresInLanes16 = batched && headDim % 16 == 0
         let b = buffers
         let cache = cache
 
         pool.parallelFor(tokenCount * config.headCount) { items, thread in
             let scores = b.scores + thread * b.scoresStride
-            let query = scores + b.scoresStride - headDim
+            let query = scores + b.scoresCapacity
+            let lanes = query + headDim
 
             for item in items {
                 let token = item / config.headCount
@@ -134,17 +144,31 @@ extension InferenceContext {
                 FloatKernels.roundToHalf(query, count: headDim)
                 for position in 0..<visible {
                     let key = cache.keys(layer: layer, position: position) + kvOffset
-                    scores[position] = FloatKernels.dot(query, key, count: headDim) * scale
+                    let dot =
+                        scoresInLanes16
+                        ? FloatKernels.dotLanes16(query, key, count: headDim)
+                        : FloatKernels.dotF16(query, key, count: headDim)
+                    scores[position] = dot * scale
                 }
-                FloatKernels.softmax(scores, count: visible)
+
+                // llama.cpp's KV view holds a multiple of 256 positions, the ones not visible
+                // masked to -infinity. Its softmax takes them in groups of 16, so the last group
+                // here is padded the same way; the padding comes out 0.
+                let padded = (visible + 15) / 16 * 16
+                for position in visible..<padded { scores[position] = -.infinity }
+                FloatKernels.softmax(scores, count: padded)
                 FloatKernels.roundToHalf(scores, count: visible)
 
                 let output = b.attention + token * queryDim + head * headDim
-                output.initialize(repeating: 0, count: headDim)
-                for position in 0..<visible {
-                    let value = cache.values(layer: layer, position: position) + kvOffset
-                    let weight = scores[position]
-                    for i in 0..<headDim { output[i] += weight * value[i] }
+                let value = { UnsafePointer(cache.values(layer: layer, position: $0) + kvOffset) }
+                if batched {
+                    FloatKernels.weightedSumLanes16(
+                        scores, count: visible, width: headDim, row: value, lanes: lanes,
+                        into: output)
+                } else {
+                    FloatKernels.weightedSumLanes64(
+                        scores, count: visible, width: headDim, row: value, lanes: lanes,
+                        into: output)
                 }
             }
         }

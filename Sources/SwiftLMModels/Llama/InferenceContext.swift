@@ -79,8 +79,11 @@ final class ForwardBuffers {
     let x, normed, query, key, value, attention, projection, gate, up, logits,
         scores: UnsafeMutablePointer<Float>
     let activations: UnsafeMutableRawPointer
-    /// Floats reserved per thread for attention: scores over the whole context, then one query.
+    /// Floats reserved per thread for attention: `scoresCapacity` scores (the context, padded
+    /// to a multiple of 16 as the softmax reads it), one query, and the 64 lanes of sums of
+    /// `FloatKernels.weightedSumLanes64`.
     let scoresStride: Int
+    let scoresCapacity: Int
 
     init(model: LlamaModel, batchCapacity tokens: Int, pool: ThreadPool) {
         let config = model.config
@@ -100,7 +103,8 @@ final class ForwardBuffers {
         gate = floats(tokens * config.intermediate)
         up = floats(tokens * config.intermediate)
         logits = floats(tokens * config.vocabSize)
-        scoresStride = config.contextLength + config.headDim
+        scoresCapacity = (config.contextLength + 15) / 16 * 16
+        scoresStride = scoresCapacity + config.headDim + 64 * config.headDim
         scores = floats(pool.threadCount * scoresStride)
 
         let scratchBytes = model.weightMatrices.map { $0.scratchBytes(rowCount: tokens) }.max()!
