@@ -43,7 +43,8 @@ extension InferenceContext {
         // Only the rows whose logits were asked for go through the output head.
         guard logitRows > 0 else { return }
         let firstRow = tokenCount - logitRows
-        normalize(b.x + firstRow * hidden, weight: model.outputNorm, rows: logitRows, into: b.normed)
+        normalize(
+            b.x + firstRow * hidden, weight: model.outputNorm, rows: logitRows, into: b.normed)
         multiply(model.output, b.normed, rows: logitRows, into: b.logits)
     }
 
@@ -52,7 +53,8 @@ extension InferenceContext {
         let table = model.tokenEmbedding
         let hidden = model.config.hidden
         for (row, token) in tokens.enumerated() {
-            Quantization.dequantizeRow(table.type, table.row(token), x + row * hidden, count: hidden)
+            Quantization.dequantizeRow(
+                table.type, table.row(token), x + row * hidden, count: hidden)
         }
     }
 
