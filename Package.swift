@@ -63,7 +63,8 @@ let package = Package(
             name: "SwiftLMModelsTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
-            name: "SwiftLMGenerationTests", dependencies: ["SwiftLM"], swiftSettings: cpuFlags),
+            name: "SwiftLMGenerationTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
+            swiftSettings: cpuFlags),
         .testTarget(
             name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),

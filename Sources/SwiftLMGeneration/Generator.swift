@@ -20,12 +20,15 @@ public struct GenerationResult: Sendable {
     public var tokens: [Int]
     public var stopReason: StopReason
     public var promptTokenCount: Int
+    /// Leading prompt tokens whose cache was kept from the previous call, not evaluated again.
+    public var reusedPromptTokenCount: Int
     public var prefillSeconds: Double
     public var decodeSeconds: Double
 
-    /// Prompt tokens per second of the prefill.
+    /// Prompt tokens evaluated per second in the prefill.
     public var prefillTokensPerSecond: Double {
-        prefillSeconds > 0 ? Double(promptTokenCount) / prefillSeconds : 0
+        let evaluated = promptTokenCount - reusedPromptTokenCount
+        return prefillSeconds > 0 ? Double(evaluated) / prefillSeconds : 0
     }
     /// Generated tokens per second after the first (each of those costs one decode step).
     public var decodeTokensPerSecond: Double {
@@ -44,7 +47,11 @@ public struct Generator {
         self.context = context
     }
 
-    /// Generates a continuation of `prompt` (token ids), starting from an empty cache.
+    /// Generates a continuation of `prompt` (token ids).
+    ///
+    /// The context keeps the cache of the longest prefix of `prompt` that it already holds, such
+    /// as a chat's earlier turns, and evaluates only the rest; at least the last prompt token is
+    /// evaluated, since its logits choose the first answer token.
     ///
     /// - Parameter onText: receives each new piece of text; return false to stop early.
     public func generate(
@@ -56,10 +63,12 @@ public struct Generator {
             throw ModelError.contextOverflow(
                 tokens: prompt.count, contextLength: context.contextLength)
         }
-        context.reset()
+        let shared = zip(context.tokens, prompt).prefix { $0 == $1 }.count
+        let reused = min(shared, prompt.count - 1)
+        context.truncate(to: reused)
 
         let prefillStart = Date()
-        var logits = try context.evaluate(prompt)
+        var logits = try context.evaluate(Array(prompt[reused...]))
         let prefillSeconds = Date().timeIntervalSince(prefillStart)
 
         var sampler = Sampler(sampling)
@@ -99,7 +108,8 @@ public struct Generator {
         }
         return GenerationResult(
             text: stream.emitted, tokens: generated, stopReason: stopReason,
-            promptTokenCount: prompt.count, prefillSeconds: prefillSeconds,
+            promptTokenCount: prompt.count, reusedPromptTokenCount: reused,
+            prefillSeconds: prefillSeconds,
             decodeSeconds: generated.count > 1 ? Date().timeIntervalSince(decodeStart) : 0)
     }
 }

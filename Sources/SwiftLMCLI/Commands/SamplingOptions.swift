@@ -56,7 +56,8 @@ enum SamplingOptions {
         let prefill = String(format: "%.1f", result.prefillTokensPerSecond)
         let decode = String(format: "%.1f", result.decodeTokensPerSecond)
         printError(
-            "prefill: \(result.promptTokenCount) tokens, \(prefill) tokens/s; "
+            "prefill: \(result.promptTokenCount) tokens "
+                + "(\(result.reusedPromptTokenCount) reused from the cache), \(prefill) tokens/s; "
                 + "decode: \(result.tokens.count) tokens, \(decode) tokens/s; "
                 + "stop: \(result.stopReason.rawValue)")
     }

@@ -41,8 +41,17 @@ public final class InferenceContext: @unchecked Sendable {
     public var position: Int { cache.count }
     public var contextLength: Int { cache.capacity }
 
+    /// The tokens whose keys and values the cache holds, in order.
+    public private(set) var tokens: [Int] = []
+
     /// Forgets the sequence, keeping the allocations.
-    public func reset() { cache.reset() }
+    public func reset() { truncate(to: 0) }
+
+    /// Forgets every position from `count` on and keeps the cache of the prefix before it.
+    public func truncate(to count: Int) {
+        cache.truncate(to: count)
+        tokens.removeSubrange(count...)
+    }
 
     /// Appends `tokens` to the sequence and returns their logits.
     ///
@@ -66,6 +75,7 @@ public final class InferenceContext: @unchecked Sendable {
             let isLastChunk = start + chunk.count == tokens.count
             let wantRows = request == .all ? chunk.count : (isLastChunk ? 1 : 0)
             forward(chunk, logitRows: wantRows)
+            self.tokens.append(contentsOf: chunk)
             result.append(
                 contentsOf: UnsafeBufferPointer(start: buffers.logits, count: wantRows * vocabSize))
             start += chunk.count
