@@ -141,6 +141,20 @@ struct CommandLineErrorTests {
             .expectOneLineError(containing: "unsupported")
     }
 
+    @Test("bench options that do not fit the model or the allowed range")
+    func badBenchOptions() throws {
+        let path = try TinyModel.write()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try CommandLineRun(["bench", "--model", path, "--prompt-tokens", "100"])
+            .expectOneLineError(
+                containing: "--prompt-tokens 100 plus --gen-tokens 64 exceed the model's context "
+                    + "length of 128 tokens")
+        try CommandLineRun(["bench", "--model", path, "--repetitions", "0"])
+            .expectOneLineError(containing: "--repetitions must be an integer in 1...1000")
+        try CommandLineRun(["bench", "--model", path, "--prompt-token", "8"])
+            .expectOneLineError(containing: "unknown option --prompt-token")
+    }
+
     @Test("an unknown option and a bad number")
     func badOptions() throws {
         try CommandLineRun(["generate", "--prompt", "hi", "--tempreature", "1"])
@@ -154,7 +168,7 @@ struct CommandLineErrorTests {
 struct CommandLineTests {
     @Test("every command answers --help on stdout")
     func helpEverywhere() throws {
-        for command in ["generate", "chat", "tokenize", "perplexity", "info"] {
+        for command in ["generate", "chat", "tokenize", "perplexity", "info", "bench"] {
             let run = try CommandLineRun([command, "--help"])
             #expect(run.status == 0)
             #expect(run.standardOutput.contains("swiftlm \(command)"))
@@ -185,6 +199,40 @@ struct CommandLineTests {
         #expect(first.status == 0)
         #expect(first.standardOutput == second.standardOutput)
         #expect(first.standardError.contains("tokens/s"))
+    }
+
+    @Test("bench ends stdout with one JSON object of positive speeds")
+    func benchPrintsJSON() throws {
+        let path = try TinyModel.write(weightType: .q8_0)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CommandLineRun([
+            "bench", "--model", path, "--threads", "1", "--prompt-tokens", "16", "--gen-tokens",
+            "4", "--repetitions", "3", "--json",
+        ])
+        #expect(run.status == 0, "stderr: \(run.standardError)")
+        #expect(run.standardError.contains("peak RSS"))
+
+        let lastLine = try #require(run.standardOutput.split(separator: "\n").last)
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as? [String: Any])
+        func number(_ key: String) throws -> Double {
+            try #require((object[key] as? NSNumber)?.doubleValue, "no number \(key): \(lastLine)")
+        }
+        for key in [
+            "prefill_tps", "prefill_tps_min", "prefill_tps_max", "decode_tps", "decode_tps_min",
+            "decode_tps_max", "peak_rss_mb",
+        ] {
+            #expect(try number(key) > 0, "\(key) in \(lastLine)")
+        }
+        for phase in ["prefill", "decode"] {
+            #expect(try number(phase + "_tps_min") <= number(phase + "_tps"))
+            #expect(try number(phase + "_tps") <= number(phase + "_tps_max"))
+        }
+        #expect(try number("threads") == 1)
+        #expect(try number("prompt_tokens") == 16)
+        #expect(try number("gen_tokens") == 4)
+        #expect(try number("repetitions") == 3)
+        #expect(object["model"] as? String == path)
     }
 
     @Test("chat reads one turn from a pipe")
