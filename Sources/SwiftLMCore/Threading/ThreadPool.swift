@@ -1,10 +1,12 @@
 import Foundation
+import Synchronization
 
 /// The one pool of worker threads that every parallel kernel runs on.
 ///
 /// `parallelFor` splits `0..<count` into one contiguous chunk per thread; the calling thread
 /// works on the first chunk, so a pool of `threadCount` runs `threadCount - 1` workers. Workers
-/// are created once and sleep between jobs, so a decode step creates no threads.
+/// are created once, spin briefly and then sleep between jobs, so a decode step creates no
+/// threads and rarely makes a system call.
 public final class ThreadPool: @unchecked Sendable {
     public let threadCount: Int
     private let board: JobBoard
@@ -56,32 +58,52 @@ public final class ThreadPool: @unchecked Sendable {
 }
 
 /// The state the caller and the workers share; workers hold it strongly so it outlives the pool.
+///
+/// A decode step runs a few hundred parallel regions, each only tens of microseconds long, so
+/// waking a sleeping thread for each (a futex round trip) would cost as much as the work. Both
+/// sides therefore spin briefly on atomics before they sleep on the condition: a worker between
+/// the regions of one step catches the next job without a system call, and an idle pool still
+/// sleeps. The spin is bounded, so an oversubscribed machine loses at most `spinLimit` loads.
 private final class JobBoard: @unchecked Sendable {
+    /// Atomic loads a thread spins before it sleeps: some tens of microseconds. (Swift has no
+    /// spin-loop hint; x86's `pause` is an inline intrinsic that does not import.)
+    private static let spinLimit = 20_000
+
     private let condition = NSCondition()
+    /// Written by the caller only while no worker runs; published by the release of
+    /// `generation` and read after its acquire.
     private var job: ((Int) -> Void)?
-    private var generation = 0
-    private var pending = 0
-    private var stopping = false
+    private let generation = Atomic<Int>(0)
+    private let pending = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
 
     func post(_ run: @escaping (Int) -> Void, workers: Int) {
-        condition.lock()
         job = run
-        pending = workers
-        generation &+= 1
+        pending.store(workers, ordering: .relaxed)
+        generation.add(1, ordering: .releasing)
+
+        // Sleepers check `generation` under the lock before waiting, so none misses this.
+        condition.lock()
         condition.broadcast()
         condition.unlock()
     }
 
     func waitUntilDone() {
-        condition.lock()
-        while pending > 0 { condition.wait() }
+        var spins = 0
+        while pending.load(ordering: .acquiring) > 0 && spins < Self.spinLimit {
+            spins += 1
+        }
+        if pending.load(ordering: .acquiring) > 0 {
+            condition.lock()
+            while pending.load(ordering: .acquiring) > 0 { condition.wait() }
+            condition.unlock()
+        }
         job = nil
-        condition.unlock()
     }
 
     func stop() {
+        stopping.store(true, ordering: .releasing)
         condition.lock()
-        stopping = true
         condition.broadcast()
         condition.unlock()
     }
@@ -89,25 +111,38 @@ private final class JobBoard: @unchecked Sendable {
     func serve(workerIndex: Int) {
         var seenGeneration = 0
         while true {
-            condition.lock()
-            while generation == seenGeneration && !stopping { condition.wait() }
-            if stopping {
-                condition.unlock()
-                return
-            }
-            seenGeneration = generation
-            var work = job
-            condition.unlock()
+            waitForJob(after: seenGeneration)
+            if stopping.load(ordering: .acquiring) { return }
+            seenGeneration = generation.load(ordering: .acquiring)
 
+            var work = job
             work?(workerIndex)
             // Drop the reference before reporting: the caller's closure must not outlive the
             // call that lent it (withoutActuallyEscaping checks this).
             work = nil
 
-            condition.lock()
-            pending -= 1
-            if pending == 0 { condition.broadcast() }
-            condition.unlock()
+            if pending.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                condition.lock()
+                condition.broadcast()
+                condition.unlock()
+            }
         }
+    }
+
+    /// Returns once a job newer than `seen` is posted or the pool stops.
+    private func waitForJob(after seen: Int) {
+        var spins = 0
+        while isIdle(after: seen) && spins < Self.spinLimit {
+            spins += 1
+        }
+        guard isIdle(after: seen) else { return }
+
+        condition.lock()
+        while isIdle(after: seen) { condition.wait() }
+        condition.unlock()
+    }
+
+    private func isIdle(after seen: Int) -> Bool {
+        generation.load(ordering: .acquiring) == seen && !stopping.load(ordering: .acquiring)
     }
 }
