@@ -23,7 +23,7 @@ func overview(_ commands: [any Command.Type]) -> String {
         text += command.summary + "\n"
     }
     text += "\nRun 'swiftlm COMMAND --help' for the options of a command.\n"
-    text += "Without --model, commands use \(ModelLocation.defaultPath).\n"
+    text += "Without --model, commands use \(DefaultModel.path).\n"
     return text
 }
 

@@ -65,7 +65,7 @@ enum BenchCommand: Command {
         }
 
         let report = Report(
-            model: arguments.string("model") ?? ModelLocation.defaultPath, threads: threads,
+            model: arguments.string("model") ?? DefaultModel.path, threads: threads,
             promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
             prefill: Spread(runs.map { Double(promptTokens) / $0.prefillSeconds }),
             decode: Spread(runs.map { Double(genTokens) / $0.decodeSeconds }),
