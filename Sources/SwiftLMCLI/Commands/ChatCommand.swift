@@ -75,15 +75,9 @@ enum ChatCommand: Command {
             throw ModelError.contextOverflow(
                 tokens: tokens.count, contextLength: generator.context.contextLength)
         }
-        let result = try generator.generate(
-            prompt: tokens, maxTokens: min(maxTokens, room), sampling: sampling,
-            stopStrings: arguments.string("stop").map { [$0] } ?? []
-        ) { text in
-            printStreamed(text)
-            return true
-        }
-        printStreamed("\n")
-        if arguments.flag("verbose") { SamplingOptions.reportSpeed(result) }
-        return result.text
+        return try SamplingOptions.streamAnswer(
+            generator, prompt: tokens, maxTokens: min(maxTokens, room), sampling: sampling,
+            arguments: arguments
+        ).text
     }
 }

@@ -29,14 +29,8 @@ enum GenerateCommand: Command {
             for: model, promptTokens: tokens.count, maxTokens: maxTokens, threads: threads)
 
         let generator = Generator(tokenizer: model.tokenizer, context: context)
-        let result = try generator.generate(
-            prompt: tokens, maxTokens: maxTokens, sampling: sampling,
-            stopStrings: arguments.string("stop").map { [$0] } ?? []
-        ) { text in
-            printStreamed(text)
-            return true
-        }
-        printStreamed("\n")
-        if arguments.flag("verbose") { SamplingOptions.reportSpeed(result) }
+        _ = try SamplingOptions.streamAnswer(
+            generator, prompt: tokens, maxTokens: maxTokens, sampling: sampling,
+            arguments: arguments)
     }
 }

@@ -52,6 +52,24 @@ enum SamplingOptions {
             threadCount: threads)
     }
 
+    /// Generates an answer to `prompt`, streaming it to stdout, then a newline, and the speed
+    /// to stderr with `--verbose`. The generate and chat commands share it.
+    static func streamAnswer(
+        _ generator: Generator, prompt: [Int], maxTokens: Int, sampling: SamplingParameters,
+        arguments: Arguments
+    ) throws -> GenerationResult {
+        let result = try generator.generate(
+            prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+            stopStrings: arguments.string("stop").map { [$0] } ?? []
+        ) { text in
+            printStreamed(text)
+            return true
+        }
+        printStreamed("\n")
+        if arguments.flag("verbose") { reportSpeed(result) }
+        return result
+    }
+
     static func reportSpeed(_ result: GenerationResult) {
         let prefill = String(format: "%.1f", result.prefillTokensPerSecond)
         let decode = String(format: "%.1f", result.decodeTokensPerSecond)
