@@ -16,27 +16,32 @@ enum Dequantize {
 
     // [blockCount * 34 bytes] -> [blockCount * 32]
     static func q8_0(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, blockCount: Int) {
-        for block in 0..<blockCount {
-            let x = src + block * BlockLayout.Q8_0.bytes
-            let y = dst + block * 32
-            let d = x.loadHalf(at: BlockLayout.Q8_0.d)
-
-            for j in 0..<32 {
-                y[j] = Float(x.load(fromByteOffset: BlockLayout.Q8_0.qs + j, as: Int8.self)) * d
-            }
-        }
+        int8Blocks(
+            src, dst, blockCount: blockCount, blockBytes: BlockLayout.Q8_0.bytes,
+            scaleOffset: BlockLayout.Q8_0.d, valuesOffset: BlockLayout.Q8_0.qs)
     }
 
     /// ggml has no `dequantize_row_q8_1`; this is the obvious d * q, ignoring the `s` field.
     // [blockCount * 36 bytes] -> [blockCount * 32]
     static func q8_1(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, blockCount: Int) {
+        int8Blocks(
+            src, dst, blockCount: blockCount, blockBytes: BlockLayout.Q8_1.bytes,
+            scaleOffset: BlockLayout.Q8_1.d, valuesOffset: BlockLayout.Q8_1.qs)
+    }
+
+    /// Blocks of 32 signed bytes and one binary16 scale: element = q * d.
+    @inline(__always)
+    private static func int8Blocks(
+        _ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, blockCount: Int,
+        blockBytes: Int, scaleOffset: Int, valuesOffset: Int
+    ) {
         for block in 0..<blockCount {
-            let x = src + block * BlockLayout.Q8_1.bytes
+            let x = src + block * blockBytes
             let y = dst + block * 32
-            let d = x.loadHalf(at: BlockLayout.Q8_1.d)
+            let d = x.loadHalf(at: scaleOffset)
 
             for j in 0..<32 {
-                y[j] = Float(x.load(fromByteOffset: BlockLayout.Q8_1.qs + j, as: Int8.self)) * d
+                y[j] = Float(x.load(fromByteOffset: valuesOffset + j, as: Int8.self)) * d
             }
         }
     }
