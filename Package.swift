@@ -24,8 +24,14 @@ let package = Package(
         .executable(name: "swiftlm", targets: ["SwiftLMCLI"]),
     ],
     targets: [
-        // Tensors, element types, quantized blocks, kernels and the thread pool.
-        .target(name: "SwiftLMCore", swiftSettings: kernelFlags),
+        // The system BLAS (OpenBLAS from Debian's libopenblas-dev; Accelerate on Apple).
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Tensors, element types, quantized blocks, kernels, BLAS and the thread pool.
+        .target(
+            name: "SwiftLMCore",
+            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))],
+            swiftSettings: kernelFlags),
         // Model file formats (GGUF), memory-mapped and validated.
         .target(name: "SwiftLMFormats", dependencies: ["SwiftLMCore"], swiftSettings: cpuFlags),
         // Tokenizers (byte-level BPE, SentencePiece) and chat templates.
@@ -38,12 +44,17 @@ let package = Package(
         // Sampling, generation loops, perplexity.
         .target(
             name: "SwiftLMGeneration", dependencies: ["SwiftLMModels"], swiftSettings: cpuFlags),
+        // Training: autograd on the one tensor type, optimizers, data, checkpoints, the loop.
+        .target(
+            name: "SwiftLMTraining",
+            dependencies: ["SwiftLMCore", "SwiftLMFormats", "SwiftLMTokenizers", "SwiftLMModels"],
+            swiftSettings: kernelFlags),
         // The one import for users of the library.
         .target(
             name: "SwiftLM",
             dependencies: [
                 "SwiftLMCore", "SwiftLMFormats", "SwiftLMTokenizers", "SwiftLMModels",
-                "SwiftLMGeneration",
+                "SwiftLMGeneration", "SwiftLMTraining",
             ], swiftSettings: cpuFlags),
         .executableTarget(name: "SwiftLMCLI", dependencies: ["SwiftLM"], swiftSettings: cpuFlags),
         // Builders of tiny models and files that several test targets share.
@@ -64,6 +75,9 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMGenerationTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
+            swiftSettings: cpuFlags),
+        .testTarget(
+            name: "SwiftLMTrainingTests", dependencies: ["SwiftLMTraining", "SwiftLMTestSupport"],
             swiftSettings: cpuFlags),
         .testTarget(
             name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],

@@ -4,3 +4,4 @@
 @_exported import SwiftLMGeneration
 @_exported import SwiftLMModels
 @_exported import SwiftLMTokenizers
+@_exported import SwiftLMTraining

@@ -1,0 +1,72 @@
+import SwiftLMCore
+
+/// The differentiable operations of a decoder-only transformer, forward and backward.
+///
+/// Conventions shared by every operation (one file per family, `Ops+Family.swift`):
+/// - Inputs and outputs are F32 `Variable`s, row-major, shapes outermost first. Token-major
+///   activations are `[tokens, features]` with `tokens = batchSize * seqLen`.
+/// - The forward computes into a fresh `Tensor`; the backward closure reads `output.gradient`
+///   and *adds* into `input.gradientStorage()` for each input that `requiresGradient` (an input
+///   may feed several operations, and its gradients sum).
+/// - What the backward needs from the forward is captured by the closure, and nothing more:
+///   a checkpointed block drops it all after the forward.
+/// - Matrix products go through `BLAS`, elementwise loops through `Ops.pool`.
+/// - Each operation has a finite-difference test in Tests/SwiftLMTrainingTests.
+public enum Ops {
+    /// The thread pool that training operations run on (SwiftLM's one pool per process; the
+    /// trainer sets it from `--threads`).
+    nonisolated(unsafe) public static var pool = ThreadPool(
+        threadCount: ThreadPool.defaultThreadCount)
+
+    /// `[...] + [...] -> [...]` (same shapes): residual connections.
+    public static func add(_ a: Variable, _ b: Variable) -> Variable {
+        precondition(a.shape == b.shape, "add: shapes \(a.shape) and \(b.shape) differ")
+        let count = a.elementCount
+        let result = Tensor(zeros: a.shape)
+        let x = a.value.floats
+        let y = b.value.floats
+        let out = result.floats
+        for index in 0..<count { out[index] = x[index] + y[index] }
+
+        return Variable(result, inputs: [a, b]) { output in
+            let upstream = output.gradient!.floats
+            for input in [a, b] where input.requiresGradient {
+                let target = input.gradientStorage()
+                for index in 0..<count { target[index] += upstream[index] }
+            }
+        }
+    }
+
+    /// `[tokens, inFeatures] · [outFeatures, inFeatures]ᵀ -> [tokens, outFeatures]`: a linear
+    /// layer without bias, with the weight stored as the model files store it.
+    public static func linear(_ x: Variable, weight: Variable) -> Variable {
+        precondition(x.value.rank == 2 && weight.value.rank == 2, "linear: 2-D operands")
+        let tokens = x.shape[0]
+        let inFeatures = x.shape[1]
+        let outFeatures = weight.shape[0]
+        precondition(weight.shape[1] == inFeatures, "linear: \(x.shape) · \(weight.shape)ᵀ")
+        let result = Tensor(zeros: [tokens, outFeatures])
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: tokens, n: outFeatures, k: inFeatures,
+            x.value.floats, lda: inFeatures, weight.value.floats, ldb: inFeatures,
+            result.floats, ldc: outFeatures, pool: pool)
+
+        return Variable(result, inputs: [x, weight]) { output in
+            let upstream = output.gradient!.floats
+            // dX[tokens, in] += dY[tokens, out] · W[out, in]
+            if x.requiresGradient {
+                BLAS.gemm(
+                    transposeA: false, transposeB: false, m: tokens, n: inFeatures,
+                    k: outFeatures, upstream, lda: outFeatures, weight.value.floats,
+                    ldb: inFeatures, beta: 1, x.gradientStorage(), ldc: inFeatures, pool: pool)
+            }
+            // dW[out, in] += dYᵀ[out, tokens] · X[tokens, in]
+            if weight.requiresGradient {
+                BLAS.gemm(
+                    transposeA: true, transposeB: false, m: outFeatures, n: inFeatures,
+                    k: tokens, upstream, lda: outFeatures, x.value.floats, ldb: inFeatures,
+                    beta: 1, weight.gradientStorage(), ldc: inFeatures, pool: pool)
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import SwiftLMCore
+
+/// A node of the reverse-mode autograd graph: a float `Tensor` value, the gradient of the loss
+/// with respect to it, and how to pass that gradient on to the variables it was computed from.
+///
+/// Values and gradients are the project's one `Tensor` type (F32); there is no second tensor
+/// system. Parameters are leaf variables with `requiresGradient`; every operation in `Ops`
+/// returns a new variable whose `backward` closure adds its inputs' gradient contributions.
+public final class Variable: @unchecked Sendable {
+    /// The value, computed in the forward pass. Optimizers update parameters in place.
+    public let value: Tensor
+    /// dLoss/dValue, allocated (zeroed) the first time a gradient reaches this variable and
+    /// summed over every use.
+    public private(set) var gradient: Tensor?
+    /// Whether gradients flow to this variable: true for parameters and for any result that
+    /// depends on one.
+    public let requiresGradient: Bool
+    /// A name for reports and checkpoints (parameters only), such as `blk.0.attn_q.weight`.
+    public var name: String
+
+    /// The variables this one was computed from; empty for leaves.
+    let inputs: [Variable]
+    /// Adds this variable's `gradient` into its inputs' gradients.
+    let backwardStep: ((Variable) -> Void)?
+
+    /// A leaf: a parameter (`requiresGradient: true`) or a constant input.
+    public init(_ value: Tensor, requiresGradient: Bool = false, name: String = "") {
+        precondition(value.type == .f32, "autograd works on F32 tensors, got \(value.type)")
+        self.value = value
+        self.requiresGradient = requiresGradient
+        self.name = name
+        inputs = []
+        backwardStep = nil
+    }
+
+    /// The result of an operation. Records `backward` only while gradients are recorded and
+    /// some input requires them; otherwise the result is a constant and the inputs may be
+    /// freed as soon as the caller drops them.
+    init(_ value: Tensor, inputs: [Variable], backward: @escaping (Variable) -> Void) {
+        precondition(value.type == .f32, "autograd works on F32 tensors, got \(value.type)")
+        self.value = value
+        name = ""
+        if GradientRecording.isEnabled && inputs.contains(where: \.requiresGradient) {
+            requiresGradient = true
+            self.inputs = inputs
+            backwardStep = backward
+        } else {
+            requiresGradient = false
+            self.inputs = []
+            backwardStep = nil
+        }
+    }
+
+    public var shape: [Int] { value.shape }
+    public var elementCount: Int { value.elementCount }
+
+    /// The gradient buffer, created zeroed on first use; operations add into it.
+    public func gradientStorage() -> UnsafeMutablePointer<Float> {
+        if gradient == nil { gradient = Tensor(zeros: value.shape) }
+        return gradient!.floats
+    }
+
+    /// Forgets the gradient (before the next accumulation of a fresh step).
+    public func zeroGradient() { gradient = nil }
+
+    /// Sets the gradient outright, e.g. to restore an accumulated gradient.
+    public func setGradient(_ tensor: Tensor?) {
+        precondition(tensor == nil || tensor!.shape == value.shape, "gradient shape mismatch")
+        gradient = tensor
+    }
+
+    /// Backpropagates from this scalar: seeds dLoss/dLoss = 1, then runs every recorded
+    /// operation in reverse topological order. Gradients accumulate into parameters (call
+    /// `zeroGradient` between steps); intermediate results release theirs as soon as they
+    /// have been passed on.
+    public func backward() {
+        precondition(elementCount == 1, "backward() starts from a scalar, got \(shape)")
+        guard requiresGradient else { return }
+        gradientStorage()[0] += 1
+        backward(seededGradient: ())
+    }
+
+    /// Backpropagates a gradient already stored in `gradient` (used by checkpointing, which
+    /// seeds a block's output with the gradient that reached it).
+    func backward(seededGradient: Void) {
+        for node in topologicalOrder().reversed() {
+            guard let step = node.backwardStep, node.gradient != nil else { continue }
+            step(node)
+            // Intermediate gradients are not needed once passed on.
+            node.gradient = nil
+        }
+    }
+
+    /// Every recorded node reachable from this one, each after all of its inputs.
+    private func topologicalOrder() -> [Variable] {
+        var order: [Variable] = []
+        var visited = Set<ObjectIdentifier>()
+        // Iterative depth-first search: a deep model would overflow a recursive one.
+        var stack: [(Variable, Bool)] = [(self, false)]
+        while let (node, expanded) = stack.popLast() {
+            if expanded {
+                order.append(node)
+                continue
+            }
+            guard visited.insert(ObjectIdentifier(node)).inserted else { continue }
+            stack.append((node, true))
+            for input in node.inputs where input.requiresGradient {
+                if !visited.contains(ObjectIdentifier(input)) { stack.append((input, false)) }
+            }
+        }
+        return order
+    }
+}
+
+/// Whether operations record the graph for a backward pass. Turned off for evaluation and for
+/// the first forward of a checkpointed block.
+public enum GradientRecording {
+    nonisolated(unsafe) public private(set) static var isEnabled = true
+
+    /// Runs `body` without recording; results are constants.
+    public static func withoutRecording<Result>(_ body: () throws -> Result) rethrows -> Result {
+        let saved = isEnabled
+        isEnabled = false
+        defer { isEnabled = saved }
+        return try body()
+    }
+}
