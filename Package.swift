@@ -66,7 +66,8 @@ let package = Package(
             name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
-            name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"], swiftSettings: cpuFlags),
+            name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"],
+            resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMTokenizersTests", dependencies: ["SwiftLMTokenizers", "SwiftLMFormats"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
@@ -78,7 +79,7 @@ let package = Package(
             swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMTrainingTests", dependencies: ["SwiftLMTraining", "SwiftLMTestSupport"],
-            swiftSettings: cpuFlags),
+            resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
             name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
