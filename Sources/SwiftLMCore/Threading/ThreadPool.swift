@@ -10,6 +10,8 @@ import Synchronization
 public final class ThreadPool: @unchecked Sendable {
     public let threadCount: Int
     private let board: JobBoard
+    /// Set while a `parallelFor` owns the workers.
+    private let busy = Atomic<Bool>(false)
 
     /// - Parameter threadCount: threads that share the work, the caller included (at least 1).
     public init(threadCount: Int) {
@@ -36,12 +38,23 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Like `parallelFor(_:_:)`, also passing the index (`0..<threadCount`) of the thread that
     /// runs the chunk, so callers can give each thread its own preallocated scratch.
+    ///
+    /// A call made while the workers are taken (a nested call from inside a body, or a second
+    /// caller thread such as a concurrently running test) runs the whole range on the calling
+    /// thread as chunk 0 instead of waiting: correct, never deadlocked, only not parallel.
     public func parallelFor(_ count: Int, _ body: (Range<Int>, Int) -> Void) {
         let chunks = min(threadCount, count)
         if chunks <= 1 {
             if count > 0 { body(0..<count, 0) }
             return
         }
+        guard
+            busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        else {
+            body(0..<count, 0)
+            return
+        }
+        defer { busy.store(false, ordering: .releasing) }
 
         withoutActuallyEscaping(body) { body in
             let run: (Int) -> Void = { chunk in

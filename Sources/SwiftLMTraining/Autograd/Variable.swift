@@ -114,14 +114,21 @@ public final class Variable: @unchecked Sendable {
 
 /// Whether operations record the graph for a backward pass. Turned off for evaluation and for
 /// the first forward of a checkpointed block.
+///
+/// The setting belongs to the current thread (a task-local value), so two models trained or
+/// evaluated on different threads never switch each other's recording.
 public enum GradientRecording {
-    nonisolated(unsafe) public private(set) static var isEnabled = true
+    @TaskLocal static var enabled = true
+
+    public static var isEnabled: Bool { enabled }
+
+    /// Runs `body` with recording on (a checkpointed block's recomputation inside a backward).
+    static func withRecording<Result>(_ body: () throws -> Result) rethrows -> Result {
+        try $enabled.withValue(true, operation: body)
+    }
 
     /// Runs `body` without recording; results are constants.
     public static func withoutRecording<Result>(_ body: () throws -> Result) rethrows -> Result {
-        let saved = isEnabled
-        isEnabled = false
-        defer { isEnabled = saved }
-        return try body()
+        try $enabled.withValue(false, operation: body)
     }
 }
