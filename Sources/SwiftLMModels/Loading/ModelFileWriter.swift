@@ -1,0 +1,115 @@
+import SwiftLMCore
+import SwiftLMFormats
+import SwiftLMTokenizers
+
+/// Writes a Llama-family model as a GGUF file that SwiftLM and llama.cpp both load: the
+/// inverse of `PretrainedModel(path:)`, for trained and fine-tuned models.
+public enum ModelFileWriter {
+    /// - Parameters:
+    ///   - config: The hyperparameters, written as `llama.*` metadata. Weights must be in
+    ///     GGUF's adjacent-pair RoPE layout (`config.ropeInterleaved`).
+    ///   - tokenizer: `tokenizer.*` metadata pairs (see `tokenizerMetadata`).
+    ///   - tensors: F32 weights by GGUF name, shapes outermost first.
+    ///   - type: `.f32` or `.f16`; norms stay F32 as llama.cpp's converter keeps them.
+    public static func write(
+        config: LlamaConfig, name: String, tokenizer: [(key: String, value: GGUFValue)],
+        tensors: [(name: String, tensor: Tensor)], type: ElementType = .f32, to path: String
+    ) throws {
+        precondition(config.ropeInterleaved, "GGUF Llama files use adjacent-pair RoPE")
+        precondition(type == .f32 || type == .f16, "write: F32 or F16 weights")
+        var writer = GGUFWriter()
+        let arch = "llama"
+        writer.set("general.architecture", .string(arch))
+        writer.set("general.name", .string(name))
+        writer.set("\(arch).vocab_size", .uint32(UInt32(config.vocabSize)))
+        writer.set("\(arch).context_length", .uint32(UInt32(config.contextLength)))
+        writer.set("\(arch).embedding_length", .uint32(UInt32(config.hidden)))
+        writer.set("\(arch).block_count", .uint32(UInt32(config.layerCount)))
+        writer.set("\(arch).feed_forward_length", .uint32(UInt32(config.intermediate)))
+        writer.set("\(arch).attention.head_count", .uint32(UInt32(config.headCount)))
+        writer.set("\(arch).attention.head_count_kv", .uint32(UInt32(config.kvHeadCount)))
+        writer.set("\(arch).attention.key_length", .uint32(UInt32(config.headDim)))
+        writer.set("\(arch).attention.value_length", .uint32(UInt32(config.headDim)))
+        writer.set("\(arch).rope.dimension_count", .uint32(UInt32(config.ropeDims)))
+        writer.set("\(arch).rope.freq_base", .float32(config.ropeBase))
+        writer.set(
+            "\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon))
+        writer.set("general.file_type", .uint32(type == .f16 ? 1 : 0))
+        for (key, value) in tokenizer { writer.set(key, value) }
+
+        for (tensorName, tensor) in tensors {
+            let values = tensor.toArray()
+            let storedType = tensor.rank == 1 ? ElementType.f32 : type
+            let bytes =
+                storedType == .f16
+                ? values.withUnsafeBytes { _ in halfBytes(values) }
+                : values.withUnsafeBytes { Array($0) }
+            try writer.addTensor(
+                name: tensorName, shape: tensor.shape.reversed(), type: storedType, data: bytes)
+        }
+        try writer.write(to: path)
+    }
+
+    /// The `tokenizer.*` pairs of an existing GGUF file (a fine-tuned model keeps its base's
+    /// tokenizer and chat template), in file order.
+    public static func tokenizerMetadata(of file: GGUFFile) -> [(key: String, value: GGUFValue)] {
+        file.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, file.metadata[$0]!) }
+    }
+
+    /// `tokenizer.ggml.*` pairs for a vocabulary (a model trained from scratch).
+    public static func tokenizerMetadata(
+        _ vocabulary: TokenizerVocabulary
+    ) -> [(key: String, value: GGUFValue)] {
+        var pairs: [(key: String, value: GGUFValue)] = [
+            ("tokenizer.ggml.model", .string(vocabulary.model)),
+            ("tokenizer.ggml.tokens", .array(.string(vocabulary.tokens))),
+        ]
+        if let pre = vocabulary.pre { pairs.append(("tokenizer.ggml.pre", .string(pre))) }
+        if let types = vocabulary.tokenTypes {
+            pairs.append(("tokenizer.ggml.token_type", .array(.int32(types.map { Int32($0) }))))
+        }
+        if let scores = vocabulary.scores {
+            pairs.append(("tokenizer.ggml.scores", .array(.float32(scores))))
+        }
+        if let merges = vocabulary.merges {
+            pairs.append(("tokenizer.ggml.merges", .array(.string(merges))))
+        }
+        let ids: [(String, Int?)] = [
+            ("bos_token_id", vocabulary.bosTokenID), ("eos_token_id", vocabulary.eosTokenID),
+            ("unknown_token_id", vocabulary.unknownTokenID),
+            ("padding_token_id", vocabulary.paddingTokenID),
+        ]
+        for (key, id) in ids {
+            if let id { pairs.append(("tokenizer.ggml." + key, .uint32(UInt32(id)))) }
+        }
+        pairs.append(("tokenizer.ggml.add_bos_token", .bool(vocabulary.addBOS)))
+        pairs.append(("tokenizer.ggml.add_eos_token", .bool(vocabulary.addEOS)))
+        return pairs
+    }
+
+    private static func halfBytes(_ values: [Float]) -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(values.count * 2)
+        for value in values {
+            let bits = Float16(value).bitPattern
+            bytes.append(UInt8(bits & 0xFF))
+            bytes.append(UInt8(bits >> 8))
+        }
+        return bytes
+    }
+}
+
+extension TokenizerVocabulary {
+    /// A byte-level vocabulary with no merges: the 256 bytes (in GPT-2's printable byte
+    /// alphabet) and an end-of-text token, so any UTF-8 text is one token per byte. Small
+    /// models trained from scratch use it: a 257-entry embedding instead of tens of thousands.
+    public static func byteLevel() -> TokenizerVocabulary {
+        let bytes = (0..<256).map { ByteLevelAlphabet.character(for: UInt8($0)) }
+        let endOfText = "<|endoftext|>"
+        return TokenizerVocabulary(
+            model: "gpt2", pre: "default", tokens: bytes + [endOfText],
+            tokenTypes: Array(repeating: TokenType.normal.rawValue, count: 256)
+                + [TokenType.control.rawValue],
+            merges: [], bosTokenID: 256, eosTokenID: 256, addBOS: false, addEOS: false)
+    }
+}
