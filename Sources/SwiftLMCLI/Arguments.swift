@@ -69,6 +69,16 @@ struct Arguments {
         return value
     }
 
+    func double(_ name: String, default fallback: Double, range: ClosedRange<Double>) throws
+        -> Double
+    {
+        guard let text = values[name] else { return fallback }
+        guard let value = Double(text), range.contains(value) else {
+            throw UsageError("--\(name) must be a number in \(range), got '\(text)'")
+        }
+        return value
+    }
+
     func float(_ name: String, default fallback: Float, range: ClosedRange<Float>) throws -> Float {
         guard let text = values[name] else { return fallback }
         guard let value = Float(text), range.contains(value) else {

@@ -189,7 +189,7 @@ enum TrainCommand: Command {
         if arguments.string("min-lr") != nil {
             options.minLearningRate = try arguments.float("min-lr", default: 0, range: 0...10)
         }
-        options.weightDecay = try arguments.float(
+        options.weightDecay = try arguments.double(
             "weight-decay", default: options.weightDecay, range: 0...10)
         options.gradientClip = try arguments.float(
             "grad-clip", default: options.gradientClip, range: 0...1e9)

@@ -87,7 +87,7 @@ public final class Trainer {
             let elapsed = Date().timeIntervalSince(windowStart)
             let report = TrainingStepReport(
                 step: step, totalSteps: options.steps, loss: loss,
-                learningRate: schedule.learningRate(step: step - 1), gradientNorm: gradientNorm,
+                learningRate: schedule.learningRate(atStep: step - 1), gradientNorm: gradientNorm,
                 tokensPerSecond: elapsed > 0 ? Double(windowTokens) / elapsed : 0)
             events(.step(report))
 
@@ -138,14 +138,15 @@ public final class Trainer {
 
         let parameters = model.parameters
         if options.accumulationSteps > 1 {
-            GradientAccumulation.scale(parameters, by: 1 / Float(options.accumulationSteps))
+            GradientAccumulation.averageGradients(
+                parameters, over: options.accumulationSteps)
         }
         let gradientNorm =
             options.gradientClip > 0
             ? GradientClipping.clipGlobalNorm(parameters, maxNorm: options.gradientClip)
-            : GradientClipping.globalNorm(parameters)
+            : Float(GradientClipping.globalNorm(parameters))
         guard gradientNorm.isFinite else { throw TrainingError.nonFiniteGradient(step: step + 1) }
-        optimizer.step(learningRate: schedule.learningRate(step: step))
+        optimizer.step(learningRate: schedule.learningRate(atStep: step))
         return (lossSum / Double(options.accumulationSteps), gradientNorm)
     }
 

@@ -19,12 +19,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var warmupSteps: Int?
     /// "adamw" or "sgd".
     public var optimizer = "adamw"
-    public var weightDecay: Float = 0.1
-    public var beta1: Float = 0.9
-    public var beta2: Float = 0.95
-    public var epsilon: Float = 1e-8
+    public var weightDecay: Double = 0.1
+    public var beta1: Double = 0.9
+    public var beta2: Double = 0.95
+    public var epsilon: Double = 1e-8
     /// SGD's momentum.
-    public var momentum: Float = 0.9
+    public var momentum: Double = 0.9
     /// Clip the global gradient norm to this value (0 disables clipping).
     public var gradientClip: Float = 1
     /// Recompute each block's activations in the backward (less memory, about a third more
