@@ -102,22 +102,30 @@ enum TrainCommand: Command {
         try ModelFileWriter.write(
             config: config, name: "swiftlm train", tokenizer: tokenizerMetadata,
             tensors: model.namedTensors, type: exportType, to: modelPath)
-        let records = try MetricsLog(directory: directory).records()
+        let records = try MetricsLog.read(directory: directory)
         let plotPath = (directory as NSString).appendingPathComponent("loss.svg")
-        try LossCurvePlot.write(
-            records: records, baseline: dataset.unigramEntropy, to: plotPath)
+        let unigram = dataset.unigramEntropy()
+        try LossCurvePlot(
+            title: "Training loss (nats per token)", records: records,
+            baseline: .init(label: "unigram baseline", loss: unigram)
+        ).write(to: plotPath)
 
         let finalLoss = records.last?.loss ?? .nan
         printError(
             "wrote \(modelPath) and \(plotPath); final loss \(format(finalLoss)), validation "
                 + "\(trainer.lastValidationLoss.map(format) ?? "-"), unigram baseline "
-                + format(dataset.unigramEntropy))
+                + format(unigram))
         if arguments.flag("json") {
             let summary: [String: Any] = [
                 "steps": trainer.step, "loss": finalLoss,
                 "val_loss": trainer.lastValidationLoss ?? NSNull(),
-                "unigram_baseline": dataset.unigramEntropy, "model": modelPath,
+                "unigram_baseline": unigram, "model": modelPath,
                 "parameters": model.parameterCount,
+                "tokens_per_second": progress.medianTokensPerSecond(
+                    tokensPerStep: options.tokensPerStep),
+                "step_seconds": progress.medianStepSeconds,
+                "peak_rss_mb": BenchCommand.peakResidentMegabytes(),
+                "checkpointing": options.checkpointing, "threads": threads,
             ]
             let json = try JSONSerialization.data(withJSONObject: summary, options: .sortedKeys)
             print(String(decoding: json, as: UTF8.self))
@@ -219,18 +227,38 @@ enum TrainCommand: Command {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw UsageError("--data \(path) does not exist")
         }
-        if !isDirectory.boolValue, TokenFile.isTokenFile(path: path) {
+        if !isDirectory.boolValue, isTokenFile(path) {
             return try TokenDataset(file: TokenFile(path: path), seqLen: minimum - 1)
         }
 
         let tokenPath = (directory as NSString).appendingPathComponent("data.tokens")
         if !FileManager.default.fileExists(atPath: tokenPath) {
             let bar = ProgressBar(total: 100, unit: "%")
-            try CorpusTokenizer.tokenize(
-                path: path, tokenizer: tokenizer, minimumTokens: minimum, to: tokenPath
-            ) { done, total in bar.update(total > 0 ? Int(100 * done / total) : 100) }
+            var shown = -1
+            let summary = try CorpusTokenizer.tokenize(
+                corpusPath: path, tokenizer: tokenizer, outputPath: tokenPath,
+                minimumTokenCount: minimum
+            ) { progress in
+                let percent =
+                    progress.totalBytes > 0 ? 100 * progress.bytesDone / progress.totalBytes : 100
+                if percent != shown {
+                    shown = percent
+                    bar.update(percent)
+                }
+            }
+            printError(
+                "tokenized \(summary.files.count) files, \(summary.byteCount) bytes into "
+                    + "\(summary.tokenCount) tokens: \(tokenPath)")
         }
         return try TokenDataset(file: TokenFile(path: tokenPath), seqLen: minimum - 1)
+    }
+
+    /// Whether `path` starts with the token file's magic bytes.
+    private static func isTokenFile(_ path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let head = (try? handle.read(upToCount: TokenFile.magic.utf8.count)) ?? Data()
+        return head == Data(TokenFile.magic.utf8)
     }
 
     private static func describe(_ error: DecodingError) -> String {
@@ -249,21 +277,43 @@ enum TrainCommand: Command {
 /// Draws training events on stderr: a bar with loss, rate and ETA; a line per evaluation.
 final class TrainingProgress {
     private var bar: ProgressBar?
+    private var lastStepEnd: Date?
+    /// Wall time of each step run in this process (evaluation and checkpoints excluded).
+    private(set) var stepSeconds: [Double] = []
+
+    /// The median step time, leaving out the first step (allocations, cold caches).
+    var medianStepSeconds: Double {
+        let steady = stepSeconds.count > 1 ? Array(stepSeconds.dropFirst()) : stepSeconds
+        guard !steady.isEmpty else { return .nan }
+        let sorted = steady.sorted()
+        return sorted.count % 2 == 1
+            ? sorted[sorted.count / 2]
+            : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    func medianTokensPerSecond(tokensPerStep: Int) -> Double {
+        Double(tokensPerStep) / medianStepSeconds
+    }
 
     func show(_ event: TrainingEvent) {
         switch event {
         case .started(let step, let total):
+            lastStepEnd = Date()
             bar = ProgressBar(total: total, unit: "steps", startingAt: step)
             if step > 0 { printError("resuming after step \(step) of \(total)") }
         case .step(let report):
+            let now = Date()
+            if let lastStepEnd { stepSeconds.append(now.timeIntervalSince(lastStepEnd)) }
+            lastStepEnd = now
             let detail = String(
                 format: "loss %.4f  %.0f tok/s  lr %.2e", report.loss, report.tokensPerSecond,
                 report.learningRate)
             bar?.update(report.step, detail: detail)
         case .evaluation(let step, let loss):
             bar?.interrupt(String(format: "step %d: validation loss %.4f", step, loss))
+            lastStepEnd = Date()
         case .checkpoint:
-            break
+            lastStepEnd = Date()
         }
     }
 }

@@ -19,6 +19,11 @@ public struct TokenDataset: Sendable {
     /// - Throws: ``TokenDatasetError/partTooSmall(part:tokenCount:required:fileTokenCount:)``
     ///   when either part holds fewer than `seqLen + 1` tokens, one window;
     ///   ``TokenDatasetError/invalidValidationFraction(_:)`` unless 0 < fraction < 1.
+    /// Tokens in the training part.
+    public var trainingTokenCount: Int { trainRange.count }
+    /// Tokens in the held-out validation part.
+    public var validationTokenCount: Int { validationRange.count }
+
     public init(
         file: TokenFile, seqLen: Int, validationFraction: Double = 0.1
     ) throws(TokenDatasetError) {

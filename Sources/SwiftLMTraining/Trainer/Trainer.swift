@@ -41,7 +41,7 @@ public final class Trainer {
     public private(set) var random: TrainingRandom
     public private(set) var lastValidationLoss: Double?
     private let schedule: LearningRateSchedule
-    private let metrics: MetricsLog
+    private var metrics: MetricsLog!
 
     /// A new run, or with `resume` the continuation of the checkpoint in `directory`.
     ///
@@ -68,9 +68,9 @@ public final class Trainer {
             peak: options.learningRate, warmupSteps: options.resolvedWarmupSteps,
             totalSteps: options.steps, minimum: options.resolvedMinLearningRate)
         optimizer = Self.makeOptimizer(options, parameters: model.parameters)
-        metrics = try MetricsLog(directory: directory)
-
-        if resume { try restore() } else { try metrics.truncate(afterStep: 0) }
+        if resume { try restore() }
+        // Lines logged after the checkpoint belong to steps that will run again.
+        metrics = try MetricsLog(directory: directory, resumingFrom: resume ? step : nil)
     }
 
     /// Runs the remaining steps. Throws on a NaN or infinite loss or gradient without writing
@@ -191,7 +191,7 @@ public final class Trainer {
         guard state.dataTokens == dataset.trainingTokenCount else {
             throw TrainingError.checkpoint(
                 "it was trained on \(state.dataTokens) tokens, this data has "
-                    + "\(dataset.trainingTokenCount)")
+                    + String(dataset.trainingTokenCount))
         }
         for parameter in model.parameters {
             guard let saved = checkpoint.modelTensors[parameter.name],
@@ -204,8 +204,6 @@ public final class Trainer {
         step = state.step
         random = state.random
         lastValidationLoss = state.lastValidationLoss
-        // Lines logged after the checkpoint belong to steps that will be run again.
-        try metrics.truncate(afterStep: step)
     }
 
     private static func makeOptimizer(
