@@ -32,7 +32,8 @@ let package = Package(
             name: "SwiftLMCore",
             dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: kernelFlags),
-        // Model file formats (GGUF), memory-mapped and validated.
+        // Model file formats (GGUF, safetensors), memory-mapped and validated, and the one file
+        // layer (memory maps, atomic and appending writers) that every module uses.
         .target(name: "SwiftLMFormats", dependencies: ["SwiftLMCore"], swiftSettings: cpuFlags),
         // Tokenizers (byte-level BPE, SentencePiece) and chat templates.
         .target(name: "SwiftLMTokenizers", swiftSettings: cpuFlags),

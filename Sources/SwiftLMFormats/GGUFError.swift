@@ -50,75 +50,55 @@ public enum GGUFError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Writing the file failed.
     case writeFailed(path: String, reason: String)
 
+    /// A file-layer error in GGUF's words.
+    init(_ error: FileIOError) {
+        switch error {
+        case .notFound(let path): self = .fileNotFound(path: path)
+        case .unreadable(let path, let reason): self = .unreadable(path: path, reason: reason)
+        case .writeFailed(let path, let reason): self = .writeFailed(path: path, reason: reason)
+        }
+    }
+
     public var description: String {
         switch self {
         case .fileNotFound(let path):
-            return "file not found: \(line(path))"
+            return "file not found: \(oneLine(path))"
         case .unreadable(let path, let reason):
-            return "cannot read GGUF file \(line(path)): \(line(reason))"
+            return "cannot read GGUF file \(oneLine(path)): \(oneLine(reason))"
         case .notGGUF(let path, let magic):
-            return "not a GGUF file (magic \(hex(magic)) at offset 0): \(line(path))"
+            return "not a GGUF file (magic \(hex(magic)) at offset 0): \(oneLine(path))"
         case .unsupportedVersion(let version, let offset):
             return "unsupported GGUF version \(version) at offset \(offset) (supported: 2, 3)"
                 + (2...3 ~= version.byteSwapped ? "; the file looks big-endian" : "")
         case .truncated(let field, let needed, let offset, let fileSize):
-            return "GGUF: truncated file: \(line(field)) needs \(needed) bytes at offset "
+            return "GGUF: truncated file: \(oneLine(field)) needs \(needed) bytes at offset "
                 + "\(offset), file has \(fileSize)"
         case .countTooLarge(let field, let count, let offset, let bytesLeft):
-            return "GGUF: \(line(field)) is \(count) at offset \(offset), more than the "
+            return "GGUF: \(oneLine(field)) is \(count) at offset \(offset), more than the "
                 + "\(bytesLeft) bytes left in the file can hold"
         case .unknownValueType(let field, let type, let offset):
-            return "GGUF: \(line(field)) has unknown value type \(type) at offset \(offset) "
+            return "GGUF: \(oneLine(field)) has unknown value type \(type) at offset \(offset) "
                 + "(known: 0...12)"
         case .unknownTensorType(let tensor, let type, let offset):
-            return "GGUF: tensor \(GGUFError.quote(tensor)) has unknown type \(type) at offset "
+            return "GGUF: tensor \(quoted(tensor)) has unknown type \(type) at offset "
                 + "\(offset)"
         case .invalidUTF8(let field, let offset):
-            return "GGUF: \(line(field)) is not valid UTF-8 at offset \(offset)"
+            return "GGUF: \(oneLine(field)) is not valid UTF-8 at offset \(offset)"
         case .duplicateKey(let key, let offset):
-            return "GGUF: duplicate metadata key \(GGUFError.quote(key)) at offset \(offset)"
+            return "GGUF: duplicate metadata key \(quoted(key)) at offset \(offset)"
         case .duplicateTensor(let name, let offset):
-            return "GGUF: duplicate tensor name \(GGUFError.quote(name)) at offset \(offset)"
+            return "GGUF: duplicate tensor name \(quoted(name)) at offset \(offset)"
         case .nestingTooDeep(let field, let limit, let offset):
-            return "GGUF: \(line(field)) nests arrays deeper than \(limit) levels at offset "
+            return "GGUF: \(oneLine(field)) nests arrays deeper than \(limit) levels at offset "
                 + "\(offset)"
         case .invalidValue(let field, let value, let expected, let offset):
-            return "GGUF: \(line(field)) is \(line(value)) at offset \(offset), expected "
-                + line(expected)
+            return "GGUF: \(oneLine(field)) is \(oneLine(value)) at offset \(offset), expected "
+                + oneLine(expected)
         case .invalidTensor(let name, let reason):
-            return "GGUF writer: tensor \(GGUFError.quote(name)): \(line(reason))"
+            return "GGUF writer: tensor \(quoted(name)): \(oneLine(reason))"
         case .writeFailed(let path, let reason):
-            return "cannot write GGUF file \(line(path)): \(line(reason))"
+            return "cannot write GGUF file \(oneLine(path)): \(oneLine(reason))"
         }
-    }
-
-    /// A name from a file, quoted and made safe for a one-line message: control characters
-    /// escaped, and names over 80 characters cut, since a hostile file can hold a key of
-    /// gigabytes.
-    static func quote(_ name: String) -> String {
-        let limit = 80
-        let shown = name.count > limit ? String(name.prefix(limit)) + "..." : name
-        return "'" + line(shown) + "'"
-    }
-}
-
-/// `text` with every control character escaped, so it stays on one line.
-private func line(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isControl) else { return text }
-
-    var escaped = ""
-    for scalar in text.unicodeScalars {
-        escaped += isControl(scalar) ? scalar.escaped(asASCII: true) : String(scalar)
-    }
-    return escaped
-}
-
-/// Whether a scalar would move the cursor or otherwise garble a terminal line: the C0 and C1
-/// controls, and the Unicode line and paragraph separators.
-private func isControl(_ scalar: Unicode.Scalar) -> Bool {
-    switch scalar.value {
-    case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: return true
-    default: return false
     }
 }
 

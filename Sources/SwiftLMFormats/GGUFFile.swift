@@ -39,7 +39,7 @@ public final class GGUFFile: @unchecked Sendable {
     /// from here.
     public let dataOffset: Int
 
-    private let mapping: MemoryMap
+    private let mapping: MemoryMappedFile
     private let tensorIndex: [String: Int]
 
     /// Memory-maps and validates the file at `path`.
@@ -47,7 +47,12 @@ public final class GGUFFile: @unchecked Sendable {
     /// - Throws: `GGUFError` when the file is missing, unreadable, or not a well-formed GGUF
     ///   file of version 2 or 3.
     public init(path: String) throws(GGUFError) {
-        let mapping = try MemoryMap(path: path)
+        let mapping: MemoryMappedFile
+        do throws(FileIOError) {
+            mapping = try MemoryMappedFile(path: path)
+        } catch {
+            throw GGUFError(error)
+        }
         let header = try GGUFParser.parse(mapping.bytes, path: path)
 
         self.path = path

@@ -111,7 +111,7 @@ extension GGUFParser {
             guard metadata[key] == nil else { throw .duplicateKey(key, offset: keyPosition) }
 
             if key == Self.alignmentKey { alignmentPosition = cursor.offset }
-            metadata[key] = try readValue(field: "metadata " + GGUFError.quote(key))
+            metadata[key] = try readValue(field: "metadata " + quoted(key))
             keys.append(key)
         }
         return (metadata, keys, alignmentPosition)
@@ -239,7 +239,7 @@ extension GGUFParser {
     ) throws(GGUFError) -> Int {
         guard let value = metadata[Self.alignmentKey] else { return Self.defaultAlignment }
 
-        let field = "metadata " + GGUFError.quote(Self.alignmentKey)
+        let field = "metadata " + quoted(Self.alignmentKey)
         guard case .uint32(let alignment) = value else {
             throw .invalidValue(
                 field: field, value: "of type \(value.type)", expected: "a uint32",
@@ -281,7 +281,7 @@ extension GGUFParser {
 
     /// Reads the fields after a tensor's name: n_dims, the dimensions, the type and the offset.
     private mutating func readTensorInfo(named name: String) throws(GGUFError) -> PendingTensor {
-        let field = "tensor info " + GGUFError.quote(name)
+        let field = "tensor info " + quoted(name)
 
         let dimensionCountPosition = cursor.offset
         let dimensionCount = try cursor.read(UInt32.self, field + " n_dims")
@@ -366,7 +366,7 @@ extension GGUFParser {
         var tensors: [GGUFTensorInfo] = []
         tensors.reserveCapacity(pending.count)
         for tensor in pending {
-            let field = "tensor info " + GGUFError.quote(tensor.name) + " offset"
+            let field = "tensor info " + quoted(tensor.name) + " offset"
             guard tensor.offset % UInt64(alignment) == 0 else {
                 throw .invalidValue(
                     field: field, value: "\(tensor.offset)",
@@ -384,7 +384,7 @@ extension GGUFParser {
             let offset = Int(tensor.offset)
             guard tensor.byteCount <= dataSize - offset else {
                 throw .truncated(
-                    field: "tensor " + GGUFError.quote(tensor.name) + " data",
+                    field: "tensor " + quoted(tensor.name) + " data",
                     needed: tensor.byteCount, offset: dataOffset + offset,
                     fileSize: cursor.bytes.count)
             }

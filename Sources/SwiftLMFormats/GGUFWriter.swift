@@ -123,18 +123,17 @@ public struct GGUFWriter: Sendable {
     /// - Throws: `GGUFError.writeFailed` with the system's reason.
     public func write(to path: String, version: Int = 3) throws(GGUFError) {
         let header = header(version: version)
-        let file = try AtomicFile(path: path)
-        do {
+        do throws(FileIOError) {
+            let file = try AtomicFileWriter(path: path)
             try file.write(header)
             for tensor in tensors {
                 try file.write(tensor.data)
                 try file.write([UInt8](repeating: 0, count: padding(after: tensor.data.count)))
             }
+            try file.commit()
         } catch {
-            file.discard()
-            throw error
+            throw GGUFError(error)
         }
-        try file.commit()
     }
 
     /// Everything before the tensor data, padding included.

@@ -54,12 +54,21 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
     /// Writing the file failed.
     case writeFailed(path: String, reason: String)
 
+    /// A file-layer error in safetensors' words.
+    init(_ error: FileIOError) {
+        switch error {
+        case .notFound(let path): self = .fileNotFound(path: path)
+        case .unreadable(let path, let reason): self = .unreadable(path: path, reason: reason)
+        case .writeFailed(let path, let reason): self = .writeFailed(path: path, reason: reason)
+        }
+    }
+
     public var description: String {
         switch self {
         case .fileNotFound(let path):
-            return "file not found: \(line(path))"
+            return "file not found: \(oneLine(path))"
         case .unreadable(let path, let reason):
-            return "cannot read safetensors file \(line(path)): \(line(reason))"
+            return "cannot read safetensors file \(oneLine(path)): \(oneLine(reason))"
         case .tooShort(let fileSize):
             return "safetensors: file has \(fileSize) bytes, fewer than the 8 of the header length"
         case .headerTooLarge(let length, let limit):
@@ -69,77 +78,37 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return "safetensors: header length is \(length) at offset 0, but the file has only "
                 + "\(fileSize) bytes, so at most \(max(fileSize - 8, 0)) are allowed"
         case .invalidHeader(let reason):
-            return "safetensors: header \(line(reason))"
+            return "safetensors: header \(oneLine(reason))"
         case .invalidField(let entry, let field, let value, let expected):
             let place =
-                entry == SafeTensorsParser.metadataKey ? entry : "tensor \(Self.quote(entry))"
-            return "safetensors: \(place): \(line(field)) is \(Self.quote(value, marks: false)), "
-                + "expected \(line(expected))"
+                entry == SafeTensorsParser.metadataKey ? entry : "tensor \(quoted(entry))"
+            return "safetensors: \(place): \(oneLine(field)) is \(excerpt(value)), "
+                + "expected \(oneLine(expected))"
         case .unknownDType(let tensor, let dtype):
             return
-                "safetensors: tensor \(Self.quote(tensor)) has unknown dtype \(Self.quote(dtype)) "
+                "safetensors: tensor \(quoted(tensor)) has unknown dtype \(quoted(dtype)) "
                 + "(known: \(SafeTensorsDType.allCases.map(\.rawValue).joined(separator: ", ")))"
         case .sizeMismatch(let tensor, let byteCount, let expected):
-            return "safetensors: tensor \(Self.quote(tensor)): data_offsets span \(byteCount) "
+            return "safetensors: tensor \(quoted(tensor)): data_offsets span \(byteCount) "
                 + "bytes, its shape and dtype need \(expected)"
         case .dataPastEnd(let tensor, let end, let dataSize):
-            return "safetensors: tensor \(Self.quote(tensor)): data ends at \(end), past the end "
+            return "safetensors: tensor \(quoted(tensor)): data ends at \(end), past the end "
                 + "of the \(dataSize)-byte data section"
         case .overlap(let tensor, let other):
-            return "safetensors: tensor \(Self.quote(tensor)) overlaps tensor \(Self.quote(other))"
+            return "safetensors: tensor \(quoted(tensor)) overlaps tensor \(quoted(other))"
         case .unclaimedBytes(let start, let end):
             return "safetensors: bytes \(start)..<\(end) of the data section belong to no tensor "
                 + "(the format allows no holes)"
         case .tensorNotFound(let name):
-            return "safetensors: no tensor named \(Self.quote(name))"
+            return "safetensors: no tensor named \(quoted(name))"
         case .unsupportedDType(let tensor, let dtype, let allowed):
             return
-                "unsupported: safetensors tensor \(Self.quote(tensor)) has dtype \(line(dtype)); "
-                + "this read takes \(line(allowed))"
+                "unsupported: safetensors tensor \(quoted(tensor)) has dtype \(oneLine(dtype)); "
+                + "this read takes \(oneLine(allowed))"
         case .invalidTensor(let name, let reason):
-            return "safetensors writer: tensor \(Self.quote(name)): \(line(reason))"
+            return "safetensors writer: tensor \(quoted(name)): \(oneLine(reason))"
         case .writeFailed(let path, let reason):
-            return "cannot write safetensors file \(line(path)): \(line(reason))"
+            return "cannot write safetensors file \(oneLine(path)): \(oneLine(reason))"
         }
-    }
-
-    /// A name or value from a file, made safe for a one-line message: control characters
-    /// escaped and anything over 80 characters cut, since a hostile header can hold a name of
-    /// megabytes. `marks` puts it in single quotes.
-    static func quote(_ text: String, marks: Bool = true) -> String {
-        let limit = 80
-        let shown = text.count > limit ? String(text.prefix(limit)) + "..." : text
-        return marks ? "'" + line(shown) + "'" : line(shown)
-    }
-
-    /// The same error for a file problem that `MemoryMap` or `AtomicFile` reported in GGUF's
-    /// words; they are shared with the GGUF reader and writer.
-    init(_ error: GGUFError, path: String) {
-        switch error {
-        case .fileNotFound(let path): self = .fileNotFound(path: path)
-        case .unreadable(let path, let reason): self = .unreadable(path: path, reason: reason)
-        case .writeFailed(let path, let reason): self = .writeFailed(path: path, reason: reason)
-        default: self = .unreadable(path: path, reason: error.description)
-        }
-    }
-}
-
-/// `text` with every control character escaped, so it stays on one line.
-private func line(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isControl) else { return text }
-
-    var escaped = ""
-    for scalar in text.unicodeScalars {
-        escaped += isControl(scalar) ? scalar.escaped(asASCII: true) : String(scalar)
-    }
-    return escaped
-}
-
-/// Whether a scalar would move the cursor or otherwise garble a terminal line: the C0 and C1
-/// controls, and the Unicode line and paragraph separators.
-private func isControl(_ scalar: Unicode.Scalar) -> Bool {
-    switch scalar.value {
-    case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: return true
-    default: return false
     }
 }

@@ -31,7 +31,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// The byte offset of the data section from the start of the file: 8 plus the header length.
     public let dataOffset: Int
 
-    private let mapping: MemoryMap
+    private let mapping: MemoryMappedFile
     private let tensorIndex: [String: Int]
 
     /// Memory-maps and validates the file at `path`.
@@ -39,11 +39,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// - Throws: `SafeTensorsError` when the file is missing, unreadable or not a well-formed
     ///   safetensors file.
     public init(path: String) throws(SafeTensorsError) {
-        let mapping: MemoryMap
-        do {
-            mapping = try MemoryMap(path: path)
+        let mapping: MemoryMappedFile
+        do throws(FileIOError) {
+            mapping = try MemoryMappedFile(path: path)
         } catch {
-            throw SafeTensorsError(error, path: path)
+            throw SafeTensorsError(error)
         }
         let header = try SafeTensorsParser.parse(mapping.bytes)
 

@@ -116,7 +116,7 @@ enum SafeTensorsParser {
         for key in object.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
             guard let string = object[key] as? String else {
                 throw .invalidField(
-                    entry: metadataKey, field: "value of " + SafeTensorsError.quote(key),
+                    entry: metadataKey, field: "value of " + quoted(key),
                     value: describe(object[key]!), expected: "a string")
             }
             metadata[key] = string

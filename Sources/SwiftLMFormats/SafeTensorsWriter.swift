@@ -32,21 +32,15 @@ public enum SafeTensorsWriter {
     ) throws(SafeTensorsError) {
         let layout = try Layout(tensors, metadata: metadata)
 
-        // AtomicFile, shared with the GGUF writer, reports in GGUFError's words.
-        do throws(GGUFError) {
-            let file = try AtomicFile(path: path)
-            do {
-                try file.write(layout.header)
-                for entry in layout.entries {
-                    try file.write(bytes(of: entry.tensor, count: entry.byteCount))
-                }
-            } catch {
-                file.discard()
-                throw error
+        do throws(FileIOError) {
+            let file = try AtomicFileWriter(path: path)
+            try file.write(layout.header)
+            for entry in layout.entries {
+                try file.write(entry.data)
             }
             try file.commit()
         } catch {
-            throw SafeTensorsError(error, path: path)
+            throw SafeTensorsError(error)
         }
     }
 
@@ -57,15 +51,9 @@ public enum SafeTensorsWriter {
         let layout = try Layout(tensors, metadata: metadata)
         var file = layout.header
         for entry in layout.entries {
-            file += bytes(of: entry.tensor, count: entry.byteCount)
+            file += entry.data
         }
         return file
-    }
-
-    /// A copy of a tensor's data, for `AtomicFile.write`; one tensor at a time is copied, never
-    /// the whole file.
-    private static func bytes(of tensor: Tensor, count: Int) -> [UInt8] {
-        Array(UnsafeRawBufferPointer(start: tensor.raw, count: count))
     }
 }
 
@@ -76,6 +64,11 @@ private struct Layout {
         var dtype: SafeTensorsDType
         var tensor: Tensor
         var byteCount: Int
+
+        /// The tensor's bytes in place, nothing copied; valid while `tensor` is alive.
+        var data: UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: tensor.raw, count: byteCount)
+        }
     }
 
     /// The dtypes this writer takes, in the reference writer's order.

@@ -18,8 +18,9 @@ Writes into Tests/SwiftLMTrainingTests/Fixtures/:
 Tensor names are HF's (`model.embed_tokens.weight`, `model.layers.0.self_attn.q_proj.weight`, ...,
 `model.norm.weight`). The output projection is tied to the embedding, so there is no
 `lm_head.weight`: the embedding's gradient already sums both uses. q_proj and k_proj are stored as
-HF holds them, unpermuted, because SwiftLM's Llama rotates with HF's half-split layout
-(rotate_half: dimension i pairs with i + headDim/2), not GGUF's interleaved pairs.
+HF holds them (rows ordered for rotate_half: dimension i pairs with i + headDim/2). SwiftLM keeps
+weights in GGUF's adjacent-pair layout and reorders these rows on loading, as llama.cpp's
+converter does (WeightNames.interleavedRoPERowOrder); the test maps gradients the same way.
 
 JSON keys (every float is a float64 written by Python's repr, so it parses back exactly; float32
 values are widened first, so they too are exact):

@@ -68,12 +68,22 @@ enum TrainCommand: Command {
         let config: LlamaConfig
         if let checkpoint {
             config = checkpoint.state.config
+            if arguments.string("config") != nil,
+                try modelConfig(arguments, vocabSize: vocabulary.tokens.count) != config
+            {
+                throw UsageError("--config differs from the model of the checkpoint in \(directory)")
+            }
         } else if let pretrained {
             config = pretrained.config
         } else {
             config = try modelConfig(arguments, vocabSize: vocabulary.tokens.count)
         }
 
+        guard options.seqLen <= config.contextLength else {
+            throw UsageError(
+                "--seq-len \(options.seqLen) exceeds the model's context length "
+                    + "\(config.contextLength)")
+        }
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true)
         let dataset = try loadData(
@@ -176,16 +186,8 @@ enum TrainCommand: Command {
     private static func apply(
         _ arguments: Arguments, to options: inout TrainingOptions, resuming: Bool
     ) throws {
+        let saved = options
         options.steps = try arguments.int("steps", default: options.steps, range: 1...100_000_000)
-        if resuming {
-            let fixed = [
-                "batch-size", "seq-len", "lr", "warmup", "min-lr", "weight-decay", "grad-clip",
-                "optimizer", "accumulation-steps", "dropout", "seed", "config", "init-from",
-            ]
-            if let given = fixed.first(where: { arguments.string($0) != nil }) {
-                throw UsageError("--\(given) cannot change on --resume (the checkpoint keeps it)")
-            }
-        }
         options.batchSize = try arguments.int(
             "batch-size", default: options.batchSize, range: 1...65536)
         options.seqLen = try arguments.int("seq-len", default: options.seqLen, range: 2...1 << 20)
@@ -217,6 +219,24 @@ enum TrainCommand: Command {
         options.seed = UInt64(
             try arguments.int("seed", default: Int(options.seed), range: 0...Int.max))
         try options.validate()
+
+        // On resume only the run length and the reporting may change: the rest shapes the
+        // trajectory being continued.
+        if resuming {
+            var comparable = options
+            comparable.steps = saved.steps
+            comparable.checkpointEvery = saved.checkpointEvery
+            comparable.evalEvery = saved.evalEvery
+            comparable.evalBatches = saved.evalBatches
+            comparable.logEvery = saved.logEvery
+            comparable.checkpointing = saved.checkpointing
+            if comparable != saved {
+                throw UsageError(
+                    "--resume continues the checkpoint's run; only --steps, --checkpoint-every, "
+                        + "--eval-every, --eval-batches, --log-every and --checkpointing may "
+                        + "differ from the options it was started with")
+            }
+        }
     }
 
     /// A token file as it is, or text tokenized once into DIR/data.tokens.
@@ -239,6 +259,7 @@ enum TrainCommand: Command {
                 corpusPath: path, tokenizer: tokenizer, outputPath: tokenPath,
                 minimumTokenCount: minimum
             ) { progress in
+                guard progress.totalBytes > 0 else { return }
                 let percent =
                     progress.totalBytes > 0 ? 100 * progress.bytesDone / progress.totalBytes : 100
                 if percent != shown {

@@ -9,9 +9,14 @@ import SwiftLMCore
 public final class Variable: @unchecked Sendable {
     /// The value, computed in the forward pass. Optimizers update parameters in place.
     public let value: Tensor
-    /// dLoss/dValue, allocated (zeroed) the first time a gradient reaches this variable and
-    /// summed over every use.
-    public private(set) var gradient: Tensor?
+    /// dLoss/dValue, zeroed the first time a gradient reaches this variable in a step and
+    /// summed over every use; nil while none has (an optimizer skips such parameters).
+    public var gradient: Tensor? { hasGradient ? gradientBuffer : nil }
+    /// The gradient's memory, kept across steps so that a parameter's gradient is zeroed in
+    /// place rather than reallocated (for a large embedding, fresh pages cost more than the
+    /// step's arithmetic).
+    private var gradientBuffer: Tensor?
+    private var hasGradient = false
     /// Whether gradients flow to this variable: true for parameters and for any result that
     /// depends on one.
     public let requiresGradient: Bool
@@ -54,19 +59,33 @@ public final class Variable: @unchecked Sendable {
     public var shape: [Int] { value.shape }
     public var elementCount: Int { value.elementCount }
 
-    /// The gradient buffer, created zeroed on first use; operations add into it.
+    /// The gradient buffer, zeroed on first use in a step; operations add into it.
     public func gradientStorage() -> UnsafeMutablePointer<Float> {
-        if gradient == nil { gradient = Tensor(zeros: value.shape) }
-        return gradient!.floats
+        if !hasGradient {
+            if let buffer = gradientBuffer {
+                buffer.floats.update(repeating: 0, count: buffer.elementCount)
+            } else {
+                gradientBuffer = Tensor(zeros: value.shape)
+            }
+            hasGradient = true
+        }
+        return gradientBuffer!.floats
     }
 
-    /// Forgets the gradient (before the next accumulation of a fresh step).
-    public func zeroGradient() { gradient = nil }
+    /// Forgets the gradient before the next step; the memory is kept for reuse.
+    public func zeroGradient() { hasGradient = false }
+
+    /// Forgets the gradient and frees its memory (intermediate results once passed on).
+    func releaseGradient() {
+        hasGradient = false
+        gradientBuffer = nil
+    }
 
     /// Sets the gradient outright, e.g. to restore an accumulated gradient.
     public func setGradient(_ tensor: Tensor?) {
         precondition(tensor == nil || tensor!.shape == value.shape, "gradient shape mismatch")
-        gradient = tensor
+        gradientBuffer = tensor
+        hasGradient = tensor != nil
     }
 
     /// Backpropagates from this scalar: seeds dLoss/dLoss = 1, then runs every recorded
@@ -87,7 +106,7 @@ public final class Variable: @unchecked Sendable {
             guard let step = node.backwardStep, node.gradient != nil else { continue }
             step(node)
             // Intermediate gradients are not needed once passed on.
-            node.gradient = nil
+            node.releaseGradient()
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftLMFormats
 import SwiftLMTokenizers
 
 /// Turns a text corpus into a ``TokenFile``.
@@ -55,9 +56,9 @@ public enum CorpusTokenizer {
         parseSpecial: Bool = false, progress: (Progress) -> Void = { _ in }
     ) throws(CorpusError) -> Summary {
         // A token file written into the corpus directory by an earlier run is not text.
-        let output = resolvedPath(outputPath)
+        let output = FileStatus.resolvedPath(outputPath)
         let files = try corpusFiles(at: corpusPath).filter {
-            output == nil || resolvedPath($0.path) != output
+            output == nil || FileStatus.resolvedPath($0.path) != output
         }
         let totalBytes = files.reduce(0) { $0 + $1.size }
         var summary = Summary(
@@ -146,13 +147,16 @@ public enum CorpusTokenizer {
             }
     }
 
-    private static func map(_ file: String) throws(CorpusError) -> ReadOnlyMapping {
-        do {
-            return try ReadOnlyMapping(path: file)
-        } catch .notFound {
-            throw .pathNotFound(path: file)
+    private static func map(_ file: String) throws(CorpusError) -> MemoryMappedFile {
+        do throws(FileIOError) {
+            return try MemoryMappedFile(path: file)
         } catch {
-            throw .unreadable(path: file, reason: error.reason)
+            switch error {
+            case .notFound:
+                throw .pathNotFound(path: file)
+            case .unreadable(_, let reason), .writeFailed(_, let reason):
+                throw .unreadable(path: file, reason: reason)
+            }
         }
     }
 

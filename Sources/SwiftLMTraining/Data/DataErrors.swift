@@ -3,6 +3,8 @@
 // Every `description` is one line naming the problem, the field or path, the bad value and what
 // is allowed. Paths are shown with control characters escaped so a hostile name cannot break it.
 
+import SwiftLMFormats
+
 /// Why a token file could not be read or written.
 public enum TokenFileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Nothing exists at the path.
@@ -31,6 +33,15 @@ public enum TokenFileError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// A token id is not below the header's vocabulary size.
     case tokenOutOfRange(path: String, index: Int, id: UInt32, vocabSize: Int)
+
+    /// A file-layer error in the token file's words.
+    init(_ error: FileIOError) {
+        switch error {
+        case .notFound(let path): self = .fileNotFound(path: path)
+        case .unreadable(let path, let reason): self = .unreadable(path: path, reason: reason)
+        case .writeFailed(let path, let reason): self = .writeFailed(path: path, reason: reason)
+        }
+    }
 
     public var description: String {
         switch self {
@@ -117,25 +128,5 @@ public enum TokenDatasetError: Error, Sendable, Equatable, CustomStringConvertib
                 + "one window needs \(required) (seqLen + 1); use a larger corpus, a shorter "
                 + "seqLen or another validationFraction"
         }
-    }
-}
-
-/// `text` with every control character escaped, so it stays on one line.
-func oneLine(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isControl) else { return text }
-
-    var escaped = ""
-    for scalar in text.unicodeScalars {
-        escaped += isControl(scalar) ? scalar.escaped(asASCII: true) : String(scalar)
-    }
-    return escaped
-}
-
-/// Whether a scalar would move the cursor or otherwise garble a terminal line: the C0 and C1
-/// controls, and the Unicode line and paragraph separators.
-private func isControl(_ scalar: Unicode.Scalar) -> Bool {
-    switch scalar.value {
-    case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: true
-    default: false
     }
 }

@@ -1,3 +1,5 @@
+import SwiftLMFormats
+
 /// A tokenized corpus: written once by ``TokenFileWriter``, then memory-mapped by every
 /// training run over it, so a run starts without re-tokenizing and shares the page cache.
 ///
@@ -29,7 +31,7 @@ public final class TokenFile: @unchecked Sendable {
     public let vocabSize: Int
     public let tokenCount: Int
 
-    private let mapping: ReadOnlyMapping
+    private let mapping: MemoryMappedFile
     /// The ids as stored: little-endian, so read through `UInt32(littleEndian:)`.
     private let storedIDs: UnsafeBufferPointer<UInt32>
 
@@ -38,12 +40,10 @@ public final class TokenFile: @unchecked Sendable {
     /// - Complexity: O(tokenCount): every id is checked against `vocabSize` once, here.
     public init(path: String) throws(TokenFileError) {
         self.path = path
-        do {
-            mapping = try ReadOnlyMapping(path: path)
-        } catch .notFound {
-            throw .fileNotFound(path: path)
+        do throws(FileIOError) {
+            mapping = try MemoryMappedFile(path: path)
         } catch {
-            throw .unreadable(path: path, reason: error.reason)
+            throw TokenFileError(error)
         }
         let bytes = mapping.bytes
 

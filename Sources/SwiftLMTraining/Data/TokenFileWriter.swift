@@ -1,3 +1,5 @@
+import SwiftLMFormats
+
 /// Writes a ``TokenFile`` as the tokens come, in constant memory, and publishes it atomically:
 /// until ``finish()`` the destination is untouched, and a writer dropped without it leaves
 /// nothing behind.
@@ -15,7 +17,7 @@ public final class TokenFileWriter {
 
     private var writtenCount = 0
 
-    private let output: AtomicOutput
+    private let output: AtomicFileWriter
     /// Ids not yet written, already little-endian.
     private var pending: [UInt32] = []
     /// Ids gathered before a write: 1 MiB of them.
@@ -30,10 +32,10 @@ public final class TokenFileWriter {
             "vocabSize \(vocabSize) outside 1...\(TokenFile.maxVocabSize)")
         self.path = path
         self.vocabSize = vocabSize
-        do {
-            output = try AtomicOutput(path: path)
+        do throws(FileIOError) {
+            output = try AtomicFileWriter(path: path)
         } catch {
-            throw .writeFailed(path: path, reason: error.reason)
+            throw TokenFileError(error)
         }
         pending.reserveCapacity(flushCount)
 
@@ -59,11 +61,11 @@ public final class TokenFileWriter {
     public func finish() throws(TokenFileError) -> Int {
         try flush()
         let header = TokenFile.header(vocabSize: vocabSize, tokenCount: tokenCount)
-        do {
+        do throws(FileIOError) {
             try output.write(header, at: 0)
             try output.commit()
         } catch {
-            throw .writeFailed(path: path, reason: error.reason)
+            throw TokenFileError(error)
         }
         return tokenCount
     }
@@ -84,20 +86,16 @@ public final class TokenFileWriter {
 
     private func flush() throws(TokenFileError) {
         guard !pending.isEmpty else { return }
-        let failure: FileFailure? = pending.withUnsafeBytes { buffer in
-            do throws(FileFailure) { try output.write(buffer) } catch { return error }
-            return nil
-        }
-        if let failure { throw .writeFailed(path: path, reason: failure.reason) }
+        try write(pending)
         writtenCount += pending.count
         pending.removeAll(keepingCapacity: true)
     }
 
-    private func write(_ bytes: [UInt8]) throws(TokenFileError) {
-        do {
-            try output.write(bytes)
+    private func write(_ elements: [some BitwiseCopyable]) throws(TokenFileError) {
+        do throws(FileIOError) {
+            try output.write(elements)
         } catch {
-            throw .writeFailed(path: path, reason: error.reason)
+            throw TokenFileError(error)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftLMFormats
 
 /// A chart of training loss (a line) and validation loss (a line with markers) against step,
 /// written as a standalone SVG file, with an optional dashed line for a baseline such as
@@ -60,10 +61,10 @@ public struct LossCurvePlot: Sendable {
 
     /// Writes the SVG to `path` atomically.
     public func write(to path: String) throws(ReportingError) {
-        do {
-            try AtomicOutput.write(Array(svg().utf8), to: path)
+        do throws(FileIOError) {
+            try AtomicFileWriter.write(Array(svg().utf8), to: path)
         } catch {
-            throw .writeFailed(path: path, reason: error.reason)
+            throw ReportingError(error)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftLMFormats
 
 /// One logged training step: a line of `metrics.jsonl`.
 ///
@@ -44,7 +45,7 @@ public final class MetricsLog {
     public static let fileName = "metrics.jsonl"
 
     public let path: String
-    private let output: AppendingFile
+    private let output: AppendingFileWriter
 
     /// Opens the log of the run in `directory`, creating the directory if needed.
     ///
@@ -65,16 +66,16 @@ public final class MetricsLog {
 
         // Keep the lines up to the resumed step, byte for byte.
         var kept: [UInt8] = []
-        if let step, FileStatus(path: path) != nil {
+        if let step {
             for (line, record) in try Self.lines(at: path) where record.step <= step {
                 kept += line + [UInt8(ascii: "\n")]
             }
         }
-        do {
-            try AtomicOutput.write(kept, to: path)
-            output = try AppendingFile(path: path)
+        do throws(FileIOError) {
+            try AtomicFileWriter.write(kept, to: path)
+            output = try AppendingFileWriter(path: path)
         } catch {
-            throw .writeFailed(path: path, reason: error.reason)
+            throw ReportingError(error)
         }
     }
 
@@ -87,30 +88,31 @@ public final class MetricsLog {
             // Every field is a number that the string strategy can always encode.
             preconditionFailure("a metrics record failed to encode: \(error)")
         }
-        do {
+        do throws(FileIOError) {
             try output.write(Array(line) + [UInt8(ascii: "\n")])
         } catch {
-            throw .writeFailed(path: path, reason: error.reason)
+            throw ReportingError(error)
         }
     }
 
     /// The records of the log in `directory`, in file order; empty when there is no log.
     public static func read(directory: String) throws(ReportingError) -> [MetricsRecord] {
         let path = (directory.hasSuffix("/") ? directory : directory + "/") + fileName
-        guard FileStatus(path: path) != nil else { return [] }
         return try lines(at: path).map(\.record)
     }
 
-    /// The complete lines of the log at `path` with their records. A last line without a
-    /// line break is left out: the run was killed while writing it.
+    /// The complete lines of the log at `path` with their records; none when there is no log.
+    /// A last line without a line break is left out: the run was killed while writing it.
     static func lines(
         at path: String
     ) throws(ReportingError) -> [(line: [UInt8], record: MetricsRecord)] {
-        let mapping: ReadOnlyMapping
-        do {
-            mapping = try ReadOnlyMapping(path: path)
+        let mapping: MemoryMappedFile
+        do throws(FileIOError) {
+            mapping = try MemoryMappedFile(path: path)
+        } catch .notFound {
+            return []
         } catch {
-            throw .unreadable(path: path, reason: error.reason)
+            throw ReportingError(error)
         }
 
         var lines = mapping.bytes.split(

@@ -1,3 +1,5 @@
+import SwiftLMFormats
+
 /// Why a training report (the metrics log, a plot) could not be read or written.
 ///
 /// Every `description` is one line naming the path and the problem.
@@ -10,6 +12,15 @@ public enum ReportingError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// A line of the metrics log is not a metrics record. `line` counts from 1.
     case malformedRecord(path: String, line: Int, reason: String)
+
+    /// A file-layer error in the report's words.
+    init(_ error: FileIOError) {
+        switch error {
+        case .notFound(let path): self = .unreadable(path: path, reason: "file not found")
+        case .unreadable(let path, let reason): self = .unreadable(path: path, reason: reason)
+        case .writeFailed(let path, let reason): self = .writeFailed(path: path, reason: reason)
+        }
+    }
 
     public var description: String {
         switch self {

@@ -76,11 +76,17 @@ public final class Trainer {
     /// Runs the remaining steps. Throws on a NaN or infinite loss or gradient without writing
     /// a checkpoint, so the last good one stays on disk.
     public func run(events: (TrainingEvent) -> Void = { _ in }) throws {
+        try runUntil(step: options.steps, events: events)
+    }
+
+    /// Runs steps until `last` (at most `options.steps`) is done: `run` stopped early, as a
+    /// test interrupts a run.
+    public func runUntil(step last: Int, events: (TrainingEvent) -> Void = { _ in }) throws {
         events(.started(step: step, totalSteps: options.steps))
         var windowStart = Date()
         var windowTokens = 0
 
-        while step < options.steps {
+        while step < min(last, options.steps) {
             let (loss, gradientNorm) = try trainStep()
             step += 1
             windowTokens += options.tokensPerStep
