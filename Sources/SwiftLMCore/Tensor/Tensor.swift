@@ -13,6 +13,14 @@ public final class TensorStorage: @unchecked Sendable {
         owner = nil
     }
 
+    /// Allocates `byteCount` bytes aligned for any SIMD load, left uninitialized: for results
+    /// that the caller overwrites completely, where zeroing first would cost a pass over memory.
+    public init(uninitializedByteCount byteCount: Int) {
+        self.byteCount = byteCount
+        pointer = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+        owner = nil
+    }
+
     /// Borrows `byteCount` bytes at `pointer`; `owner` is retained so the bytes stay valid.
     /// Borrowed memory may be read-only (a private file mapping): never write through it.
     public init(borrowing pointer: UnsafeRawPointer, byteCount: Int, owner: AnyObject) {
@@ -46,6 +54,15 @@ public struct Tensor: @unchecked Sendable {
         self.shape = shape
         self.type = type
         storage = TensorStorage(byteCount: type.byteCount(elements: count)!)
+    }
+
+    /// A float tensor whose elements are not initialized: only for results that the caller
+    /// writes completely before anything reads them.
+    public init(uninitialized shape: [Int]) {
+        let count = shape.reduce(1, *)
+        self.shape = shape
+        type = .f32
+        storage = TensorStorage(uninitializedByteCount: count * MemoryLayout<Float>.size)
     }
 
     /// A float tensor holding `values`.

@@ -10,7 +10,7 @@ extension Ops {
         let vocabSize = table.shape[0]
         let hidden = table.shape[1]
         precondition(tokens.allSatisfy { $0 >= 0 && $0 < vocabSize }, "embedding: token id range")
-        let result = Tensor(zeros: [tokens.count, hidden])
+        let result = Tensor(uninitialized: [tokens.count, hidden])
         let source = table.value.floats
         for (row, token) in tokens.enumerated() {
             (result.floats + row * hidden).update(from: source + token * hidden, count: hidden)

@@ -7,9 +7,9 @@ extension Ops {
         let hidden = x.shape.last!
         precondition(weight.shape == [hidden], "rmsNorm: weight \(weight.shape) for \(x.shape)")
         let rows = x.elementCount / hidden
-        let result = Tensor(zeros: x.shape)
+        let result = Tensor(uninitialized: x.shape)
         // 1/rms of each row, kept for the backward.
-        let inverseRMS = Tensor(zeros: [rows])
+        let inverseRMS = Tensor(uninitialized: [rows])
         let input = x.value.floats
         let scale = weight.value.floats
         pool.parallelFor(rows) { chunk in
@@ -67,10 +67,10 @@ extension Ops {
         precondition(
             weight.shape == [hidden] && bias.shape == [hidden], "layerNorm: parameter shapes")
         let rows = x.elementCount / hidden
-        let result = Tensor(zeros: x.shape)
+        let result = Tensor(uninitialized: x.shape)
         // x̂ and 1/σ of each row, kept for the backward.
-        let normalized = Tensor(zeros: x.shape)
-        let inverseDeviation = Tensor(zeros: [rows])
+        let normalized = Tensor(uninitialized: x.shape)
+        let inverseDeviation = Tensor(uninitialized: [rows])
         let input = x.value.floats
         let scale = weight.value.floats
         let shift = bias.value.floats

@@ -38,7 +38,7 @@ extension Ops {
             interleaved: interleaved)
         let tables = RotaryTables(seqLen: seqLen, ropeDims: ropeDims, base: base)
 
-        let result = Tensor(zeros: x.shape)
+        let result = Tensor(uninitialized: x.shape)
         layout.rotate(
             x.value.floats, into: result.floats, tokens: x.shape[0], tables: tables,
             direction: 1, accumulate: false)

@@ -22,17 +22,21 @@ public enum Ops {
     public static func add(_ a: Variable, _ b: Variable) -> Variable {
         precondition(a.shape == b.shape, "add: shapes \(a.shape) and \(b.shape) differ")
         let count = a.elementCount
-        let result = Tensor(zeros: a.shape)
+        let result = Tensor(uninitialized: a.shape)
         let x = a.value.floats
         let y = b.value.floats
         let out = result.floats
-        for index in 0..<count { out[index] = x[index] + y[index] }
+        pool.parallelFor(count) { chunk in
+            for index in chunk { out[index] = x[index] + y[index] }
+        }
 
         return Variable(result, inputs: [a, b]) { output in
             let upstream = output.gradient!.floats
             for input in [a, b] where input.requiresGradient {
                 let target = input.gradientStorage()
-                for index in 0..<count { target[index] += upstream[index] }
+                pool.parallelFor(count) { chunk in
+                    for index in chunk { target[index] += upstream[index] }
+                }
             }
         }
     }
@@ -45,7 +49,7 @@ public enum Ops {
         let inFeatures = x.shape[1]
         let outFeatures = weight.shape[0]
         precondition(weight.shape[1] == inFeatures, "linear: \(x.shape) · \(weight.shape)ᵀ")
-        let result = Tensor(zeros: [tokens, outFeatures])
+        let result = Tensor(uninitialized: [tokens, outFeatures])
         BLAS.gemm(
             transposeA: false, transposeB: true, m: tokens, n: outFeatures, k: inFeatures,
             x.value.floats, lda: inFeatures, weight.value.floats, ldb: inFeatures,
