@@ -135,6 +135,7 @@ enum TrainCommand: Command {
                     tokensPerStep: options.tokensPerStep),
                 "step_seconds": progress.medianStepSeconds,
                 "peak_rss_mb": BenchCommand.peakResidentMegabytes(),
+                "peak_tensor_mb": Double(TensorMemory.peakBytes) / 1_048_576,
                 "checkpointing": options.checkpointing, "threads": threads,
             ]
             let json = try JSONSerialization.data(withJSONObject: summary, options: .sortedKeys)

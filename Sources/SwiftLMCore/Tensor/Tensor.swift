@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The memory behind a tensor: either owned (allocated here, freed on deinit) or borrowed from
 /// an owner that keeps it alive, such as a memory-mapped model file.
 public final class TensorStorage: @unchecked Sendable {
@@ -11,6 +13,7 @@ public final class TensorStorage: @unchecked Sendable {
         pointer = .allocate(byteCount: max(byteCount, 1), alignment: 64)
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
         owner = nil
+        TensorMemory.allocated(byteCount)
     }
 
     /// Allocates `byteCount` bytes aligned for any SIMD load, left uninitialized: for results
@@ -19,6 +22,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.byteCount = byteCount
         pointer = .allocate(byteCount: max(byteCount, 1), alignment: 64)
         owner = nil
+        TensorMemory.allocated(byteCount)
     }
 
     /// Borrows `byteCount` bytes at `pointer`; `owner` is retained so the bytes stay valid.
@@ -30,8 +34,34 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        if owner == nil { pointer.deallocate() }
+        if owner == nil {
+            pointer.deallocate()
+            TensorMemory.freed(byteCount)
+        }
     }
+}
+
+/// Bytes held by tensors that own their memory, now and at most: the exact figure behind a
+/// claim such as "checkpointing keeps a third of the activations", which the process's resident
+/// size blurs (the allocator keeps freed pages).
+public enum TensorMemory {
+    private static let live = Atomic<Int>(0)
+    private static let peak = Atomic<Int>(0)
+
+    /// Bytes owned by tensors alive now.
+    public static var liveBytes: Int { live.load(ordering: .relaxed) }
+    /// The most bytes owned by tensors at once since the start or the last `resetPeak`.
+    public static var peakBytes: Int { peak.load(ordering: .relaxed) }
+
+    /// Starts a new peak from the current live bytes.
+    public static func resetPeak() { peak.store(liveBytes, ordering: .relaxed) }
+
+    static func allocated(_ bytes: Int) {
+        let now = live.add(bytes, ordering: .relaxed).newValue
+        _ = peak.max(now, ordering: .relaxed)
+    }
+
+    static func freed(_ bytes: Int) { live.subtract(bytes, ordering: .relaxed) }
 }
 
 /// SwiftLM's one tensor type: a row-major n-dimensional array of any `ElementType`.
