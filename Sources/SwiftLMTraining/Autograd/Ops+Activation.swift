@@ -4,9 +4,6 @@ import SwiftLMCore
 extension Ops {
     /// `[tokens, intermediate]` twice -> `[tokens, intermediate]`: SwiGLU (Shazeer, 2020),
     /// `silu(gate) ⊙ up`, the gated feed-forward of Llama.
-    ///
-    /// The sigmoid takes 16 lanes at a time through `VectorMath.exp` (ggml's vectorized exp,
-    /// within 1.5 ulp): a scalar `expf` per element was a tenth of a training step.
     public static func swiGLU(gate: Variable, up: Variable) -> Variable {
         precondition(gate.shape == up.shape, "swiGLU: shapes \(gate.shape) and \(up.shape)")
         let count = gate.elementCount
@@ -14,75 +11,28 @@ extension Ops {
         let g = gate.value.floats
         let u = up.value.floats
         let out = result.floats
-        forEachLanes16(count) { index in
-            let gates = load(g, index, count)
-            let sigmoid = 1 / (1 + VectorMath.exp(-gates))
-            store(gates * sigmoid * load(u, index, count), out, index, count)
+        pool.parallelFor(count) { chunk in
+            for index in chunk {
+                let sigmoid = 1 / (1 + exp(-g[index]))
+                out[index] = g[index] * sigmoid * u[index]
+            }
         }
 
         return Variable(result, inputs: [gate, up]) { output in
             let upstream = output.gradient!.floats
             let gateGradient = gate.requiresGradient ? gate.gradientStorage() : nil
             let upGradient = up.requiresGradient ? up.gradientStorage() : nil
-            forEachLanes16(count) { index in
-                let gates = load(g, index, count)
-                let sigmoid = 1 / (1 + VectorMath.exp(-gates))
-                let dy = load(upstream, index, count)
-                // silu'(g) = σ(g) · (1 + g · (1 − σ(g)))
-                if let gateGradient {
-                    let derivative = sigmoid * (1 + gates * (1 - sigmoid))
-                    let sum = load(gateGradient, index, count)
-                        + dy * load(u, index, count) * derivative
-                    store(sum, gateGradient, index, count)
-                }
-                if let upGradient {
-                    let sum = load(upGradient, index, count) + dy * gates * sigmoid
-                    store(sum, upGradient, index, count)
+            pool.parallelFor(count) { chunk in
+                for index in chunk {
+                    let sigmoid = 1 / (1 + exp(-g[index]))
+                    let silu = g[index] * sigmoid
+                    // silu'(g) = σ(g) · (1 + g · (1 − σ(g)))
+                    gateGradient?[index] +=
+                        upstream[index] * u[index] * sigmoid * (1 + g[index] * (1 - sigmoid))
+                    upGradient?[index] += upstream[index] * silu
                 }
             }
         }
-    }
-
-    /// Runs `body` for every 16-element group `index, index + 16, ...` of `0..<count` across
-    /// the pool; the last group may be partial (see `load` and `store`).
-    static func forEachLanes16(_ count: Int, _ body: (Int) -> Void) {
-        let groups = (count + 15) / 16
-        pool.parallelFor(groups) { chunk in
-            for group in chunk { body(group * 16) }
-        }
-    }
-
-    /// 16 floats from `pointer + index`, zeros past `count`.
-    @inline(__always)
-    static func load(_ pointer: UnsafePointer<Float>, _ index: Int, _ count: Int)
-        -> SIMD16<Float>
-    {
-        if index + 16 <= count {
-            return UnsafeRawPointer(pointer + index).loadUnaligned(as: SIMD16<Float>.self)
-        }
-        var lanes = SIMD16<Float>(repeating: 0)
-        for lane in 0..<(count - index) { lanes[lane] = pointer[index + lane] }
-        return lanes
-    }
-
-    @inline(__always)
-    static func load(_ pointer: UnsafeMutablePointer<Float>, _ index: Int, _ count: Int)
-        -> SIMD16<Float>
-    {
-        load(UnsafePointer(pointer), index, count)
-    }
-
-    /// Stores the lanes of `value` that fall before `count`.
-    @inline(__always)
-    static func store(
-        _ value: SIMD16<Float>, _ pointer: UnsafeMutablePointer<Float>, _ index: Int,
-        _ count: Int
-    ) {
-        if index + 16 <= count {
-            UnsafeMutableRawPointer(pointer + index).storeBytes(of: value, as: SIMD16<Float>.self)
-            return
-        }
-        for lane in 0..<(count - index) { pointer[index + lane] = value[lane] }
     }
 
     /// `[...] -> [...]`: GELU (Hendrycks and Gimpel, 2016) in its exact form,

@@ -157,22 +157,12 @@ private struct AttentionShape {
 
         // Subtracting the maximum keeps every exp in (0, 1]: no overflow, and the largest
         // term is exactly 1, so the sum is at least 1.
-        // 16 lanes at a time through ggml's vectorized exp (a scalar expf per score was a
-        // noticeable share of a step).
-        let count = row + 1
-        var sums = SIMD16<Float>(repeating: 0)
-        var column = 0
-        while column < count {
-            let lanes = Ops.load(scores, column, count) - maximum
-            var e = VectorMath.exp(lanes)
-            if column + 16 > count {
-                for lane in (count - column)..<16 { e[lane] = 0 }
-            }
-            Ops.store(e, scores, column, count)
-            sums += e
-            column += 16
+        var sum: Float = 0
+        for column in 0...row {
+            let e = expf(scores[column] - maximum)
+            scores[column] = e
+            sum += e
         }
-        let sum = sums.sum()
 
         let inverse = 1 / sum
         for column in 0...row { scores[column] *= inverse }
