@@ -16,9 +16,9 @@ extension Ops {
     ///
     /// This is the plain version: it keeps the softmax probabilities,
     /// `[batchSize, headCount, seqLen, seqLen]` floats, for the backward, so its memory grows
-    /// with the square of `seqLen`. A tiled version that recomputes them (FlashAttention-2, Dao
-    /// 2023) and needs memory linear in `seqLen` is a separate, later operation; this one stays
-    /// as its reference.
+    /// with the square of `seqLen`. `tiledCausalAttention` recomputes them tile by tile
+    /// (FlashAttention-2, Dao 2023) in memory linear in `seqLen`; this one stays as its
+    /// reference.
     ///
     /// The backward follows the softmax gradient of Dao et al. 2022 (FlashAttention, appendix
     /// B.2): `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = scale·dS·K`,
@@ -53,8 +53,9 @@ extension Ops {
     }
 }
 
-/// Where the inputs' gradients go; nil for an input that needs none.
-private struct AttentionGradients {
+/// Where the inputs' gradients go; nil for an input that needs none. Shared with the tiled
+/// attention (Ops+TiledAttention.swift).
+struct AttentionGradients {
     let query: UnsafeMutablePointer<Float>?
     let key: UnsafeMutablePointer<Float>?
     let value: UnsafeMutablePointer<Float>?
@@ -63,7 +64,7 @@ private struct AttentionGradients {
 /// The sizes of one attention call and where each (batch, head) block lies in the token-major
 /// tensors: head `h` of sequence `b` is the `[seqLen, headDim]` block at row `b * seqLen`,
 /// column `h * headDim`, read with the full row length as its leading dimension.
-private struct AttentionShape {
+struct AttentionShape {
     let batchSize: Int
     let seqLen: Int
     let headCount: Int
