@@ -34,6 +34,11 @@ extension PooledOpsTests {
 
         /// Allowed |tiled − plain| / max(1, |plain|): the two sum in different orders, in F32.
         static let tolerance: Float = 1e-5
+        /// The same for nearly one-hot rows: there dS = P ⊙ (dP − D) is a difference of close
+        /// numbers, and the two form D differently (rowsum(dO ⊙ O) against rowsum(dP ⊙ P)).
+        /// The gradients differ by 1.7e-5 with libm's `expf` in place of the clamped SIMD
+        /// exponential as well, so the rounding, not the clamp, sets this.
+        static let peakedTolerance: Float = 5e-5
 
         static func tiled(_ shape: Shape, _ tiling: Tiling) -> ([Variable]) -> Variable {
             { inputs in
@@ -84,6 +89,49 @@ extension PooledOpsTests {
                 let difference = Self.difference(actual, expected)
                 #expect(difference <= Self.tolerance, "input \(which): \(difference)")
             }
+        }
+
+        @Test("rows whose scores span more than 87 (e^-87 clamped) still equal the plain attention")
+        func peakedSoftmax() {
+            let shape = Shape(batchSize: 1, seqLen: 40, headCount: 2, kvHeadCount: 1, headDim: 16)
+            let inputs = [shape.headCount, shape.kvHeadCount, shape.kvHeadCount].enumerated()
+                .map { which, heads in
+                    Variable(
+                        GradientCheck.random(
+                            [shape.tokens, heads * shape.headDim], seed: 121 + UInt64(which),
+                            scale: 10),
+                        requiresGradient: true)
+                }
+            #expect(Self.widestScoreSpan(shape, inputs) > 87, "the case must reach the clamp")
+
+            let copies = inputs.map { Variable($0.value, requiresGradient: true) }
+            let operation = Self.tiled(shape, Tiling(query: 16, key: 16))
+            #expect(
+                Self.difference(operation(inputs).value, shape.attention(inputs).value)
+                    <= Self.tolerance)
+            let tiled = Self.gradients(inputs, operation)
+            let plain = Self.gradients(copies, shape.attention)
+            for (which, (actual, expected)) in zip(tiled, plain).enumerated() {
+                let difference = Self.difference(actual, expected)
+                #expect(difference <= Self.peakedTolerance, "input \(which): \(difference)")
+            }
+        }
+
+        /// The largest max − min of the scaled scores a query row of head 0 sees (kvHead 0).
+        static func widestScoreSpan(_ shape: Shape, _ inputs: [Variable]) -> Float {
+            let (query, key) = (inputs[0].value.floats, inputs[1].value.floats)
+            let queryWidth = shape.headCount * shape.headDim
+            let kvWidth = shape.kvHeadCount * shape.headDim
+            var widest: Float = 0
+            for i in 0..<shape.seqLen {
+                let scores = (0...i).map { j in
+                    (0..<shape.headDim).reduce(Float(0)) {
+                        $0 + query[i * queryWidth + $1] * key[j * kvWidth + $1]
+                    } / Float(shape.headDim).squareRoot()
+                }
+                widest = max(widest, scores.max()! - scores.min()!)
+            }
+            return widest
         }
 
         @Test("tiled attention's gradients match finite differences", arguments: tilings.prefix(3))

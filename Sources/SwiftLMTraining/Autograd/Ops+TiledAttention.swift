@@ -369,15 +369,16 @@ struct AttentionTiling {
         return sum
     }
 
-    /// e^x per lane for x ≤ 0 (a little above 0 is fine too), within 1.5 ulp of `expf`.
+    /// e^x per lane for x ≤ 0 (a little above 0 is fine too): within 1.5 ulp of e^x down to
+    /// x = -87, and e^-87 ≈ 1.6e-38 below, nothing next to a softmax sum of at least 1.
     ///
     /// The range reduction and degree-5 polynomial of `VectorMath.exp` (ggml's `ggml_v_expf`,
     /// from Arm's optimized routines): x = n ln 2 + b, e^b by the polynomial, times 2^n made
     /// from exponent bits. `VectorMath.exp` also rounds results outside binary32's normal range
-    /// exactly as AVX-512's `scalef` does, which it needs to match ggml bit for bit; here x is
-    /// clamped at -87 instead (e^-87 ≈ 1.6e-38, nothing next to a softmax sum of at least 1).
-    /// That handling compiles to per-lane code in Swift (`replace(with:where:)`) and made half
-    /// the forward's time when this called `VectorMath.exp`.
+    /// exactly as AVX-512's `scalef` does, which it needs to match ggml bit for bit; the masked
+    /// Int32 lane updates that this takes compiled to per-lane code through the stack, and
+    /// were half the forward's time when this called `VectorMath.exp`. Clamping x is enough
+    /// here.
     @inline(__always)
     private func negativeExp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         typealias V = SIMD16<Float>
