@@ -42,7 +42,8 @@ extension Ops {
             shape: shape, queryTileSize: min(queryTileSize, seqLen),
             keyTileSize: min(keyTileSize, seqLen))
 
-        let logSumExp = Tensor(zeros: [batchSize, headCount, seqLen])
+        let logSumExp = Tensor(uninitialized: [batchSize, headCount, seqLen])
+        // Zeroed: the forward adds into it from the first key tile on.
         let result = Tensor(zeros: [shape.tokens, shape.queryWidth])
         tiling.forward(
             query: query.value.floats, key: key.value.floats, value: value.value.floats,
@@ -94,7 +95,7 @@ struct AttentionTiling {
         output: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>
     ) {
         let scratchFloats = tileFloats + 2 * queryTileSize
-        let scratch = Tensor(zeros: [Ops.pool.threadCount, scratchFloats])
+        let scratch = Tensor(uninitialized: [Ops.pool.threadCount, scratchFloats])
         let tilesPerSequence = shape.headCount * queryTileCount
 
         shape.forEach(shape.batchSize * tilesPerSequence) { items, thread in
@@ -188,8 +189,8 @@ struct AttentionTiling {
         query: UnsafePointer<Float>, key: UnsafePointer<Float>, value: UnsafePointer<Float>,
         logSumExp: UnsafePointer<Float>, gradients: AttentionGradients
     ) {
-        let scratch = Tensor(zeros: [Ops.pool.threadCount, 2 * tileFloats])
-        let rowDots = Tensor(zeros: [shape.batchSize, shape.headCount, shape.seqLen])
+        let scratch = Tensor(uninitialized: [Ops.pool.threadCount, 2 * tileFloats])
+        let rowDots = Tensor(uninitialized: [shape.batchSize, shape.headCount, shape.seqLen])
 
         shape.forEach(shape.batchSize * shape.kvHeadCount) { items, thread in
             let probabilities = scratch.floats + thread * 2 * tileFloats
