@@ -21,7 +21,8 @@ struct TrainScratch {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-private let corpus = Bundle.module.url(forResource: "Fixtures/perplexity_gpl3", withExtension: "txt")!
+private let corpus = Bundle.module.url(
+    forResource: "Fixtures/perplexity_gpl3", withExtension: "txt")!
     .path
 
 /// A model small enough to train hundreds of steps in seconds.
@@ -172,8 +173,10 @@ struct TrainCommandResumeTests {
             Self.arguments(scratch, "run", config: config).map { $0 == "150" ? "20" : $0 }
                 + ["--json"])
         #expect(train.status == 0, "\(train.standardError)")
-        let summary = try JSONSerialization.jsonObject(
-            with: Data(train.standardOutput.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(
+                with: Data(train.standardOutput.split(separator: "\n").last!.utf8))
+            as! [String: Any]
         #expect(summary["steps"] as? Int == 20)
         #expect((summary["tokens_per_second"] as? Double ?? 0) > 0)
         #expect(FileManager.default.fileExists(atPath: scratch.file("run/loss.svg")))

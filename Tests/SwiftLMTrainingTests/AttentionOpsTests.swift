@@ -21,7 +21,8 @@ extension PooledOpsTests {
 
             var tokens: Int { batchSize * seqLen }
             var testDescription: String {
-                "batch \(batchSize), seqLen \(seqLen), \(headCount)/\(kvHeadCount) heads of \(headDim)"
+                "batch \(batchSize), seqLen \(seqLen), "
+                    + "\(headCount)/\(kvHeadCount) heads of \(headDim)"
             }
 
             /// Random query, key and value, scaled so the softmax is neither flat nor one-hot.

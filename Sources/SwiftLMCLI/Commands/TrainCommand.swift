@@ -71,7 +71,8 @@ enum TrainCommand: Command {
             if arguments.string("config") != nil,
                 try modelConfig(arguments, vocabSize: vocabulary.tokens.count) != config
             {
-                throw UsageError("--config differs from the model of the checkpoint in \(directory)")
+                throw UsageError(
+                    "--config differs from the model of the checkpoint in \(directory)")
             }
         } else if let pretrained {
             config = pretrained.config
@@ -162,8 +163,7 @@ enum TrainCommand: Command {
     }
 
     /// The model sizes of `--config`: a preset name or a JSON file.
-    private static func modelConfig(_ arguments: Arguments, vocabSize: Int) throws -> LlamaConfig
-    {
+    private static func modelConfig(_ arguments: Arguments, vocabSize: Int) throws -> LlamaConfig {
         guard let value = arguments.string("config") else {
             throw UsageError("one of --config, --init-from or --resume is required")
         }

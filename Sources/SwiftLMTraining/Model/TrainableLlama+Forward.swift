@@ -7,7 +7,8 @@ extension TrainableLlama {
     public func logits(
         tokens: [Int], batchSize: Int, seqLen: Int, options: ForwardOptions = ForwardOptions()
     ) -> Variable {
-        precondition(tokens.count == batchSize * seqLen, "logits: tokens for \(batchSize)×\(seqLen)")
+        precondition(
+            tokens.count == batchSize * seqLen, "logits: tokens for \(batchSize)×\(seqLen)")
         precondition(seqLen <= config.contextLength, "logits: seqLen over the context length")
         var x = Ops.embedding(tokenEmbedding, tokens: tokens)
 
