@@ -11,7 +11,7 @@ protocol Command {
 
 let commands: [any Command.Type] = [
     GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, PerplexityCommand.self,
-    InfoCommand.self, BenchCommand.self, TrainCommand.self,
+    InfoCommand.self, BenchCommand.self, TrainCommand.self, AttentionBenchCommand.self,
 ]
 
 func overview(_ commands: [any Command.Type]) -> String {

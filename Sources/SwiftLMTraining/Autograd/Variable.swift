@@ -99,6 +99,13 @@ public final class Variable: @unchecked Sendable {
         backward(seededGradient: ())
     }
 
+    /// Backpropagates from a result of any shape whose gradient the caller has already written
+    /// through `gradientStorage()` (benchmarks and tests of a single operation).
+    public func backwardFromStoredGradient() {
+        guard requiresGradient else { return }
+        backward(seededGradient: ())
+    }
+
     /// Backpropagates a gradient already stored in `gradient` (used by checkpointing, which
     /// seeds a block's output with the gradient that reached it).
     func backward(seededGradient: Void) {
