@@ -1,0 +1,66 @@
+import Foundation
+import SwiftLMCore
+
+extension InferenceContext {
+    /// The positions that the token at `position` attends to under a causal sliding window
+    /// with global tokens: the `window` positions ending at itself, every earlier global
+    /// position, and every earlier position at all when the token itself is global. The same
+    /// rule as `SparseAttentionPattern.allows` in training, without random blocks.
+    static func slidingWindowPositions(
+        position: Int, window: Int, globalPositions: [Int]
+    ) -> [Int] {
+        if globalPositions.contains(position) { return Array(0...position) }
+        let first = max(0, position - window + 1)
+        let globals = globalPositions.filter { $0 < first }.sorted()
+        return globals + Array(first...position)
+    }
+
+    /// Causal grouped-query attention of this chunk's queries over the cache, each query
+    /// seeing only its sliding window and the global positions:
+    /// `[tokenCount, headCount * headDim] -> [tokenCount, headCount * headDim]`.
+    ///
+    /// Plain F32 arithmetic (no F16 rounding of the query or the weights): llama.cpp has no
+    /// such attention to agree with. The cache still holds every position; only the work
+    /// is cut to the window.
+    func attendSlidingWindow(
+        layer: Int, tokenCount: Int, window: Int, globalPositions: [Int]
+    ) {
+        let config = model.config
+        let headDim = config.headDim
+        let queryDim = config.headCount * headDim
+        let groupSize = config.headCount / config.kvHeadCount
+        let scale = 1 / Float(headDim).squareRoot()
+        let firstPosition = cache.count
+        let b = buffers
+        let cache = cache
+        let visibleByToken = (0..<tokenCount).map {
+            Self.slidingWindowPositions(
+                position: firstPosition + $0, window: window, globalPositions: globalPositions)
+        }
+
+        pool.parallelFor(tokenCount * config.headCount) { items, thread in
+            let scores = b.scores + thread * b.scoresStride
+            for item in items {
+                let token = item / config.headCount
+                let head = item % config.headCount
+                let kvOffset = (head / groupSize) * headDim
+                let query = b.query + token * queryDim + head * headDim
+                let visible = visibleByToken[token]
+
+                for (index, position) in visible.enumerated() {
+                    let key = cache.keys(layer: layer, position: position) + kvOffset
+                    scores[index] = FloatKernels.dotF32(query, key, count: headDim) * scale
+                }
+                FloatKernels.softmax(scores, count: visible.count)
+
+                let output = b.attention + token * queryDim + head * headDim
+                output.update(repeating: 0, count: headDim)
+                for (index, position) in visible.enumerated() {
+                    let value = cache.values(layer: layer, position: position) + kvOffset
+                    let weight = scores[index]
+                    for dimension in 0..<headDim { output[dimension] += weight * value[dimension] }
+                }
+            }
+        }
+    }
+}
