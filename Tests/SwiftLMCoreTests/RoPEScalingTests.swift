@@ -2,10 +2,74 @@ import Foundation
 import SwiftLMCore
 import Testing
 
-/// The scaled RoPE kernel against unscaled RoPE and against the papers' formulas in Double. Its
-/// agreement with llama.cpp is checked on whole-model logits in SwiftLMModelsTests.
+/// The scaled RoPE kernel against ggml's `ggml_rope_ext`, against unscaled RoPE and against the
+/// papers' formulas in Double. Whole-model logits are compared with llama.cpp's in
+/// SwiftLMModelsTests.
 @Suite("RoPE scaling: linear, NTK-aware and YaRN")
 struct RoPEScalingTests {
+    /// One call of ggml's `ggml_rope_ext` (scripts/reference/make_rope_scaling_fixtures.py):
+    /// `heads` heads at each position, `[positions, heads, head_dim]` values in and out.
+    struct GGMLCase: Decodable {
+        let name: String
+        let type: String
+        let factor: Float
+        let original_context_length: Int
+        let base: Float
+        let head_dim: Int
+        let dims: Int
+        let beta_fast: Float
+        let beta_slow: Float
+        let positions: [Int]
+        let heads: Int
+        let input: String
+        let output: String
+
+        var scaling: RoPEScaling {
+            type == "yarn"
+                ? .yarn(
+                    factor: factor, originalContextLength: original_context_length,
+                    betaFast: beta_fast, betaSlow: beta_slow)
+                : .linear(factor: factor)
+        }
+    }
+
+    struct GGMLFixture: Decodable {
+        let cases: [GGMLCase]
+    }
+
+    @Test("linear and YaRN rotations equal ggml_rope_ext's bit for bit, to position 32767")
+    func matchesGGML() throws {
+        let url = try #require(
+            Bundle.module.url(
+                forResource: "rope_scaling", withExtension: "json", subdirectory: "Fixtures"))
+        let fixture = try JSONDecoder().decode(GGMLFixture.self, from: Data(contentsOf: url))
+        #expect(fixture.cases.count >= 7)
+
+        for ggml in fixture.cases {
+            let table = RoPETable(dims: ggml.dims, base: ggml.base, scaling: ggml.scaling)
+            var values = try QuantFixture.floats(ggml.input)
+            let expected = try QuantFixture.floats(ggml.output)
+            values.withUnsafeMutableBufferPointer { buffer in
+                for (index, position) in ggml.positions.enumerated() {
+                    for head in 0..<ggml.heads {
+                        let offset = (index * ggml.heads + head) * ggml.head_dim
+                        FloatKernels.rope(
+                            buffer.baseAddress! + offset, position: position, table: table,
+                            interleaved: true)
+                    }
+                }
+            }
+            #expect(values.count == expected.count)
+            let mismatches = values.indices.filter {
+                values[$0].bitPattern != expected[$0].bitPattern
+            }
+            let first = mismatches.first.map { "at \($0): \(values[$0]) vs \(expected[$0])" } ?? ""
+            #expect(
+                mismatches.count == 0,
+                "\(ggml.name): \(mismatches.count) values differ, first \(first)")
+        }
+    }
+
     static let base: Float = 10000
 
     /// A head of `dims` random values in [-1, 1).
@@ -188,10 +252,13 @@ struct RoPEScalingTests {
     @Test("scalings the kernels cannot use name the field")
     func problems() {
         #expect(RoPEScaling.none.problem(dims: 64) == nil)
-        #expect(RoPEScaling.linear(factor: 0).problem(dims: 64)?.field == "factor")
-        #expect(RoPEScaling.ntkAware(factor: 2).problem(dims: 2)?.field == "rope dims")
+        #expect(RoPEScaling.linear(factor: 0).problem(dims: 64)?.field == "scaling.factor")
+        #expect(RoPEScaling.ntkAware(factor: 2).problem(dims: 2)?.field == "dimension_count")
         #expect(
             RoPEScaling.yarn(factor: 4, originalContextLength: 0).problem(dims: 64)?.field
-                == "original_context_length")
+                == "scaling.original_context_length")
+        #expect(
+            RoPEScaling.yarn(factor: 4, originalContextLength: 64, betaSlow: .nan)
+                .problem(dims: 64)?.field == "scaling.yarn_beta_slow")
     }
 }

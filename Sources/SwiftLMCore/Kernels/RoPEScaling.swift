@@ -73,22 +73,27 @@ public struct RoPEScaling: Codable, Equatable, Sendable {
     }
 
     /// What is wrong with this scaling for heads that rotate `dims` elements, as
-    /// `(field, value, expected)`, or nil when the kernels can use it.
+    /// `(field, value, expected)` with `field` named as in GGUF after `rope.`, or nil when the
+    /// kernels can use it.
     public func problem(dims: Int) -> (field: String, value: String, expected: String)? {
         guard kind != .none else { return nil }
         if !(factor.isFinite && factor > 0) {
-            return ("factor", "\(factor)", "a finite number > 0")
+            return ("scaling.factor", "\(factor)", "a finite number > 0")
         }
         if kind == .ntkAware && dims <= 2 {
-            return ("rope dims", "\(dims)", "> 2 for NTK-aware scaling")
+            return ("dimension_count", "\(dims)", "> 2 for NTK-aware scaling")
         }
-        if kind == .yarn {
-            if originalContextLength <= 0 {
-                return ("original_context_length", "\(originalContextLength)", "> 0 for YaRN")
-            }
-            if !(betaFast.isFinite && betaSlow.isFinite && betaFast > 0 && betaSlow > 0) {
-                return ("yarn_beta_fast, yarn_beta_slow", "\(betaFast), \(betaSlow)", "> 0")
-            }
+        guard kind == .yarn else { return nil }
+        if originalContextLength <= 0 {
+            return (
+                "scaling.original_context_length", "\(originalContextLength)", "> 0 for YaRN"
+            )
+        }
+        if !(betaFast.isFinite && betaFast > 0) {
+            return ("scaling.yarn_beta_fast", "\(betaFast)", "a finite number > 0")
+        }
+        if !(betaSlow.isFinite && betaSlow > 0) {
+            return ("scaling.yarn_beta_slow", "\(betaSlow)", "a finite number > 0")
         }
         return nil
     }
