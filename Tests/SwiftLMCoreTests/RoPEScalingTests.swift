@@ -180,8 +180,8 @@ struct RoPEScalingTests {
         }
     }
 
-    /// YaRN's ramp and temperature in Double, from the paper (section 3.2, eq. 17-22) with
-    /// llama.cpp's rounding of the correction dims to whole pairs.
+    /// YaRN's ramp and temperature in Double, from the paper ("NTK-by-parts" ramp, attention
+    /// temperature), with llama.cpp's rounding of the correction dims to whole pairs.
     static func yarnReference(
         dims: Int, factor: Double, originalContextLength: Double
     ) -> (ramp: [Double], temperature: Double) {

@@ -9,7 +9,8 @@ import Foundation
 ///   Language Models via Positional Interpolation"): the angle of `position / factor`.
 /// - `ntkAware`: the base grows to `base · factor^(dims / (dims - 2))` (bloc97, "NTK-Aware Scaled
 ///   RoPE", 2023), so the slowest pair is interpolated by `factor` and the fastest not at all.
-///   llama.cpp has no such type; it is chosen from `LlamaConfig` or its JSON only.
+///   GGUF and llama.cpp have no such type: it is chosen in code or JSON (`LlamaConfig`, a
+///   training config), and a GGUF file carries it as the larger `rope.freq_base`.
 /// - `yarn`: YaRN (Peng et al. 2023, "YaRN: Efficient Context Window Extension of Large Language
 ///   Models", section 3): pairs that turn more than `betaFast` times within the original context
 ///   keep their angle, pairs that turn fewer than `betaSlow` times are interpolated, a linear ramp
@@ -200,8 +201,9 @@ public struct RoPETable: Sendable {
     /// at most `betaSlow` times, linear between, on the pair indices floored and ceiled.
     static func yarnRamp(dims: Int, base: Float, scaling: RoPEScaling) -> [Float] {
         // The dimension at which a pair turns `rotations` times over the original context:
-        // solving `original / (2π base^(2p / dims)) = rotations` for 2p (YaRN, eq. 17). ggml
-        // uses the binary32 π rounded to nearest, which `Float.pi` (rounded down) is not.
+        // `original / (2π base^(2p / dims)) = rotations` solved for 2p, YaRN's "NTK-by-parts"
+        // wavelength rule. ggml uses the binary32 π rounded to nearest, which `Float.pi`
+        // (rounded down) is not.
         func correctionDim(rotations: Float) -> Float {
             let pi = Float(Double.pi)
             let turns = Float(scaling.originalContextLength) / (rotations * 2 * pi)
@@ -216,12 +218,13 @@ public struct RoPETable: Sendable {
         }
     }
 
-    /// The factor on YaRN's cos and sin: the temperature `0.1 · ln(factor) + 1` (YaRN, eq. 22,
-    /// `sqrt(1/t)`), reached in llama.cpp's own steps so that it matches to the bit.
-    /// `llama_context` sets the attention factor to `get_mscale(factor) / (1 + 0.1 ln factor)`,
-    /// built without FMA (libllama is not compiled for it), and ggml's `rope_yarn` multiplies
-    /// it by `1 + 0.1 ln(1 / freq_scale)`, fused. The two nearly cancel, leaving the temperature
-    /// with an error of an ulp or two.
+    /// The factor on YaRN's cos and sin: the temperature `0.1 · ln(factor) + 1` (YaRN's
+    /// `sqrt(1/t)`), reached in llama.cpp's own steps. `llama_context` sets the attention factor
+    /// to `get_mscale(factor) * (1 / (1 + 0.1 ln factor))`, 1 up to rounding (llama.cpp PR
+    /// 17945), and ggml's `rope_yarn` multiplies it by `1 + 0.1 ln(1 / freq_scale)`. GCC fuses
+    /// the latter in ggml-cpu, which the ggml fixture confirms; libllama is built without FMA,
+    /// so the former is taken unfused, which no fixture can tell apart from fused for the
+    /// factors tried. The result is the plain temperature, or an ulp off it (factors 12, 29.75).
     static func yarnMagnitude(frequencyScale: Float) -> Float {
         let factor = 1 / frequencyScale
         let logFactor = logf(factor)
