@@ -3,6 +3,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case unsupportedArchitecture(String)
     case missingMetadata(key: String)
     case invalidMetadata(key: String, value: String, expected: String)
+    /// A well-formed value that asks for something SwiftLM does not compute.
+    case unsupportedMetadata(key: String, value: String, supported: String)
     case missingTensor(String)
     case shapeMismatch(tensor: String, expected: [Int], found: [Int])
     case unsupportedTensorType(tensor: String, type: String)
@@ -19,6 +21,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "model file lacks the metadata key '\(key)'"
         case .invalidMetadata(let key, let value, let expected):
             return "metadata '\(key)' is \(value), expected \(expected)"
+        case .unsupportedMetadata(let key, let value, let supported):
+            return "unsupported: metadata '\(key)' is \(value) (SwiftLM supports \(supported))"
         case .missingTensor(let name):
             return "model file lacks the tensor '\(name)'"
         case .shapeMismatch(let tensor, let expected, let found):

@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OUT = os.path.join(ROOT, "Tests", "SwiftLMModelsTests", "Fixtures", "tiny_model_logits.json")
 
 
-def write_gguf(path, weight_type):
+def write_gguf(path, weight_type, extra_metadata=None):
+    """The tiny model as a GGUF file; `extra_metadata(writer)` may add keys (RoPE scaling)."""
     w = gguf.GGUFWriter(path, "llama")
     w.add_context_length(tm.CONTEXT)
     w.add_embedding_length(tm.HIDDEN)
@@ -47,6 +48,8 @@ def write_gguf(path, weight_type):
     w.add_bos_token_id(256)
     w.add_eos_token_id(257)
     w.add_add_bos_token(False)
+    if extra_metadata is not None:
+        extra_metadata(w)
     for name, value, is_norm in tm.weights():
         if is_norm or weight_type == gguf.GGMLQuantizationType.F32:
             w.add_tensor(name, value)

@@ -38,7 +38,7 @@ enum InfoCommand: Command {
             ("heads", "\(config.headCount) query, \(config.kvHeadCount) key/value"),
             ("head dim", "\(config.headDim)"),
             ("context length", "\(config.contextLength)"),
-            ("RoPE", "base \(config.ropeBase), \(config.ropeDims) dims"),
+            ("RoPE", "base \(config.ropeBase), \(config.ropeDims) dims" + scalingNote(config)),
             (
                 "vocabulary",
                 "\(config.vocabSize) tokens, "
@@ -64,6 +64,8 @@ enum InfoCommand: Command {
                 "head_dim": config.headDim,
                 "context_length": config.contextLength,
                 "rope_base": config.ropeBase,
+                "rope_scaling": config.ropeScaling.kind.rawValue,
+                "rope_scaling_factor": config.ropeScaling.factor,
                 "vocab_size": config.vocabSize,
                 "tied_embeddings": config.tiedEmbeddings,
                 "tensor_types": typeCounts,
@@ -86,5 +88,16 @@ enum InfoCommand: Command {
         if source.contains("<|start_header_id|>") { return "Llama-3" }
         if source.contains("<start_of_turn>") { return "Gemma" }
         return "custom"
+    }
+
+    /// ", linear ×4" or ", yarn ×4 from 4096", or nothing for unscaled RoPE.
+    private static func scalingNote(_ config: LlamaConfig) -> String {
+        let scaling = config.ropeScaling
+        switch scaling.kind {
+        case .none: return ""
+        case .linear, .ntkAware: return ", \(scaling.kind.rawValue) ×\(scaling.factor)"
+        case .yarn:
+            return ", yarn ×\(scaling.factor) from \(scaling.originalContextLength)"
+        }
     }
 }

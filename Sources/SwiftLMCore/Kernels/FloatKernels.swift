@@ -58,6 +58,33 @@ public enum FloatKernels {
         }
     }
 
+    /// Scaled rotary position embedding of one head, `[headDim] -> [headDim]` in place: ggml's
+    /// `ggml_compute_forward_rope_flt` with its YaRN arguments, for linear, NTK-aware and YaRN
+    /// scaling (`RoPEScaling`). The unscaled angle is built as by `rope(_:position:dims:base:
+    /// interleaved:)`, `table.rotation` scales it, and the rotation is fused the same way.
+    /// Unscaled models take the other overload, whose arithmetic this one does not touch.
+    ///
+    /// - Parameters:
+    ///   - table: the scaling's per-pair numbers for `table.dims` rotated elements.
+    ///   - interleaved: adjacent pairs `(2i, 2i+1)` or half-split `(i, i + dims/2)`.
+    @inlinable
+    public static func rope(
+        _ x: UnsafeMutablePointer<Float>, position: Int, table: RoPETable, interleaved: Bool
+    ) {
+        var theta = Float(position)
+        let half = table.dims / 2
+
+        for pair in 0..<half {
+            let (cosTheta, sinTheta) = table.rotation(theta: theta, pair: pair)
+            let (i, j) = interleaved ? (2 * pair, 2 * pair + 1) : (pair, pair + half)
+            let x0 = x[i]
+            let x1 = x[j]
+            x[i] = (-(x1 * sinTheta)).addingProduct(x0, cosTheta)
+            x[j] = (x1 * cosTheta).addingProduct(x0, sinTheta)
+            theta *= table.thetaScale
+        }
+    }
+
     // MARK: - Softmax and SwiGLU
 
     /// Softmax of one row in place, `[count] -> [count]`, as ggml's `soft_max` op computes a row:

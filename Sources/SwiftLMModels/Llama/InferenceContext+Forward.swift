@@ -86,20 +86,30 @@ extension InferenceContext {
         let headDim = config.headDim
         let queryDim = config.headCount * headDim
         let b = buffers
+        // Unscaled models keep the kernel that matches llama.cpp's plain RoPE; a scaled one's
+        // table costs a few logarithms, next to nothing beside a layer's products.
+        let scaledTable =
+            config.ropeScaling.kind == .none
+            ? nil
+            : RoPETable(dims: config.ropeDims, base: config.ropeBase, scaling: config.ropeScaling)
+        let rotate = { (head: UnsafeMutablePointer<Float>, position: Int) in
+            if let table = scaledTable {
+                FloatKernels.rope(
+                    head, position: position, table: table, interleaved: config.ropeInterleaved)
+            } else {
+                FloatKernels.rope(
+                    head, position: position, dims: config.ropeDims, base: config.ropeBase,
+                    interleaved: config.ropeInterleaved)
+            }
+        }
 
         for token in 0..<tokenCount {
             let position = cache.count + token
             for head in 0..<config.headCount {
-                FloatKernels.rope(
-                    b.query + token * queryDim + head * headDim, position: position,
-                    dims: config.ropeDims, base: config.ropeBase,
-                    interleaved: config.ropeInterleaved)
+                rotate(b.query + token * queryDim + head * headDim, position)
             }
             for head in 0..<config.kvHeadCount {
-                FloatKernels.rope(
-                    b.key + token * config.kvDim + head * headDim, position: position,
-                    dims: config.ropeDims, base: config.ropeBase,
-                    interleaved: config.ropeInterleaved)
+                rotate(b.key + token * config.kvDim + head * headDim, position)
             }
 
             let keys = cache.keys(layer: layer, position: position)

@@ -1,3 +1,4 @@
+import SwiftLMCore
 import SwiftLMFormats
 
 /// Hyperparameters of a Llama-family decoder, named as in docs/ARCHITECTURE.md's glossary.
@@ -17,6 +18,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var ropeDims: Int
     /// Adjacent-pair RoPE (ggml "normal", Llama GGUF files) rather than half-split ("NeoX").
     public var ropeInterleaved: Bool
+    /// How RoPE stretches past the trained context (`rope.scaling.*`); `.none` for most models.
+    public var ropeScaling: RoPEScaling
     public var rmsNormEpsilon: Float
     /// Whether the output head reuses the token embedding matrix.
     public var tiedEmbeddings: Bool
@@ -24,8 +27,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public init(
         vocabSize: Int, hidden: Int, intermediate: Int, layerCount: Int, headCount: Int,
         kvHeadCount: Int, headDim: Int? = nil, contextLength: Int, ropeBase: Float = 10000,
-        ropeDims: Int? = nil, ropeInterleaved: Bool = true, rmsNormEpsilon: Float = 1e-5,
-        tiedEmbeddings: Bool = true
+        ropeDims: Int? = nil, ropeInterleaved: Bool = true, ropeScaling: RoPEScaling = .none,
+        rmsNormEpsilon: Float = 1e-5, tiedEmbeddings: Bool = true
     ) {
         self.vocabSize = vocabSize
         self.hidden = hidden
@@ -38,6 +41,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         self.ropeBase = ropeBase
         self.ropeDims = ropeDims ?? self.headDim
         self.ropeInterleaved = ropeInterleaved
+        self.ropeScaling = ropeScaling
         self.rmsNormEpsilon = rmsNormEpsilon
         self.tiedEmbeddings = tiedEmbeddings
     }
@@ -66,6 +70,31 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
             ropeDims > 0 && ropeDims <= headDim && ropeDims % 2 == 0, "rope.dimension_count",
             ropeDims, "even and at most the head dimension \(headDim)")
         try require(contextLength > 0, "context_length", contextLength, "> 0")
+        if let (field, value, expected) = ropeScaling.problem(dims: ropeDims) {
+            throw ModelError.invalidMetadata(key: "rope.\(field)", value: value, expected: expected)
+        }
+    }
+
+    // Decoded by hand so that configurations saved before `ropeScaling` existed (training
+    // checkpoints) still load, as unscaled.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            vocabSize: try container.decode(Int.self, forKey: .vocabSize),
+            hidden: try container.decode(Int.self, forKey: .hidden),
+            intermediate: try container.decode(Int.self, forKey: .intermediate),
+            layerCount: try container.decode(Int.self, forKey: .layerCount),
+            headCount: try container.decode(Int.self, forKey: .headCount),
+            kvHeadCount: try container.decode(Int.self, forKey: .kvHeadCount),
+            headDim: try container.decode(Int.self, forKey: .headDim),
+            contextLength: try container.decode(Int.self, forKey: .contextLength),
+            ropeBase: try container.decode(Float.self, forKey: .ropeBase),
+            ropeDims: try container.decode(Int.self, forKey: .ropeDims),
+            ropeInterleaved: try container.decode(Bool.self, forKey: .ropeInterleaved),
+            ropeScaling: try container.decodeIfPresent(RoPEScaling.self, forKey: .ropeScaling)
+                ?? .none,
+            rmsNormEpsilon: try container.decode(Float.self, forKey: .rmsNormEpsilon),
+            tiedEmbeddings: try container.decode(Bool.self, forKey: .tiedEmbeddings))
     }
 }
 
@@ -102,17 +131,85 @@ extension LlamaConfig {
         }
         let headDim =
             optionalInteger("attention.key_length") ?? (headCount > 0 ? hidden / headCount : 0)
+        let contextLength = try integer("context_length")
 
         self.init(
             vocabSize: vocabSize, hidden: hidden, intermediate: try integer("feed_forward_length"),
             layerCount: try integer("block_count"), headCount: headCount,
             kvHeadCount: optionalInteger("attention.head_count_kv") ?? headCount,
-            headDim: headDim, contextLength: try integer("context_length"),
+            headDim: headDim, contextLength: contextLength,
             ropeBase: optionalFloat("rope.freq_base") ?? 10000,
             ropeDims: optionalInteger("rope.dimension_count") ?? headDim,
             ropeInterleaved: true,
+            ropeScaling: try Self.ropeScaling(
+                gguf: file, architecture: architecture, contextLength: contextLength),
             rmsNormEpsilon: optionalFloat("attention.layer_norm_rms_epsilon") ?? 1e-5,
             tiedEmbeddings: file.tensor(named: WeightNames.output) == nil)
         try validate()
+    }
+}
+
+extension LlamaConfig {
+    /// The RoPE scaling of a GGUF file's `<architecture>.rope.scaling.*` keys, read as
+    /// llama.cpp's `llama_model::load_hparams` reads them: a missing type means linear, a
+    /// missing or zero factor means 1 (the older key `rope.scale_linear` is the fallback), and
+    /// YaRN's original context defaults to `context_length`. Keys that change the attention
+    /// magnitude beyond YaRN's own temperature are refused rather than ignored.
+    static func ropeScaling(
+        gguf file: GGUFFile, architecture: String, contextLength: Int
+    ) throws -> RoPEScaling {
+        func value(_ key: String) -> GGUFValue? { file.metadata["\(architecture).\(key)"] }
+        func float(_ key: String) throws -> Float? {
+            guard let raw = value(key) else { return nil }
+            guard let number = raw.float else {
+                throw ModelError.invalidMetadata(
+                    key: "\(architecture).\(key)", value: "\(raw)", expected: "a number")
+            }
+            return number
+        }
+        func integer(_ key: String) throws -> Int? {
+            guard let raw = value(key) else { return nil }
+            guard let number = raw.int else {
+                throw ModelError.invalidMetadata(
+                    key: "\(architecture).\(key)", value: "\(raw)", expected: "an integer")
+            }
+            return number
+        }
+
+        let typeKey = "rope.scaling.type"
+        let typeName = value(typeKey)?.string ?? "linear"
+        let storedFactor = try float("rope.scaling.factor") ?? float("rope.scale_linear") ?? 0
+        let factor = storedFactor == 0 ? 1 : storedFactor
+
+        // Keys that change YaRN's blend of angles or the magnitude on cos and sin beyond its
+        // temperature; SwiftLM computes neither, so a file that sets them is refused.
+        for (key, neutral) in [
+            ("rope.scaling.attn_factor", Float(1)), ("rope.scaling.yarn_attn_factor", 1),
+            ("rope.scaling.yarn_ext_factor", 1), ("rope.scaling.yarn_log_multiplier", 0),
+        ] {
+            if let number = try float(key), number != neutral {
+                throw ModelError.unsupportedMetadata(
+                    key: "\(architecture).\(key)", value: "\(number)", supported: "\(neutral)")
+            }
+        }
+
+        switch typeName {
+        case "none":
+            return .none
+        case "linear":
+            // A factor of 1 leaves every angle as it is; the unscaled kernel is exact for it.
+            return factor == 1 ? .none : .linear(factor: factor)
+        case "yarn":
+            return .yarn(
+                factor: factor,
+                originalContextLength: try integer("rope.scaling.original_context_length")
+                    ?? contextLength,
+                betaFast: try float("rope.scaling.yarn_beta_fast") ?? 32,
+                betaSlow: try float("rope.scaling.yarn_beta_slow") ?? 1)
+        default:
+            throw ModelError.unsupportedMetadata(
+                key: "\(architecture).\(typeKey)", value: "'\(typeName)'",
+                supported: "'none', 'linear' and 'yarn'")
+        }
     }
 }

@@ -31,7 +31,7 @@ public enum ModelFileWriter {
         writer.set("\(arch).attention.key_length", .uint32(UInt32(config.headDim)))
         writer.set("\(arch).attention.value_length", .uint32(UInt32(config.headDim)))
         writer.set("\(arch).rope.dimension_count", .uint32(UInt32(config.ropeDims)))
-        writer.set("\(arch).rope.freq_base", .float32(config.ropeBase))
+        setRoPEScaling(config, arch: arch, in: &writer)
         writer.set(
             "\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon))
         writer.set("general.file_type", .uint32(type == .f16 ? 1 : 0))
@@ -48,6 +48,37 @@ public enum ModelFileWriter {
                 name: tensorName, shape: tensor.shape.reversed(), type: storedType, data: bytes)
         }
         try writer.write(to: path)
+    }
+
+    /// `rope.freq_base` and the `rope.scaling.*` keys that `LlamaConfig(gguf:)` and llama.cpp read
+    /// back. GGUF has no NTK-aware type, but NTK-aware scaling is plain RoPE with a larger base,
+    /// so it is written as that base: llama.cpp computes the same angles, and the file reads back
+    /// as an unscaled model with that base.
+    private static func setRoPEScaling(
+        _ config: LlamaConfig, arch: String, in writer: inout GGUFWriter
+    ) {
+        let scaling = config.ropeScaling
+        if scaling.kind == .ntkAware {
+            let table = RoPETable(dims: config.ropeDims, base: config.ropeBase, scaling: scaling)
+            writer.set("\(arch).rope.freq_base", .float32(table.base))
+            return
+        }
+        writer.set("\(arch).rope.freq_base", .float32(config.ropeBase))
+        guard scaling.kind != .none else { return }
+
+        writer.set("\(arch).rope.scaling.type", .string(scaling.kind.rawValue))
+        writer.set("\(arch).rope.scaling.factor", .float32(scaling.factor))
+        guard scaling.kind == .yarn else { return }
+        writer.set(
+            "\(arch).rope.scaling.original_context_length",
+            .uint32(UInt32(scaling.originalContextLength)))
+        // Written only when they differ from YaRN's defaults, which llama.cpp assumes for Llama.
+        if scaling.betaFast != 32 {
+            writer.set("\(arch).rope.scaling.yarn_beta_fast", .float32(scaling.betaFast))
+        }
+        if scaling.betaSlow != 1 {
+            writer.set("\(arch).rope.scaling.yarn_beta_slow", .float32(scaling.betaSlow))
+        }
     }
 
     /// The `tokenizer.*` pairs of an existing GGUF file (a fine-tuned model keeps its base's

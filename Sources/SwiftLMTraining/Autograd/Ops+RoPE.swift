@@ -10,18 +10,22 @@ extension Ops {
     /// of a head pass through unchanged. The forward equals `FloatKernels.rope` applied to each
     /// head, bit for bit: the angles are built by the same repeated multiplication and the
     /// rotation takes the same fused multiply-adds, so a model trained here sees the positions
-    /// its inference will.
+    /// its inference will. With a `scaling`, the angles and the factor on cos and sin come from
+    /// the `RoPETable` that inference uses, and the forward equals
+    /// `FloatKernels.rope(_:position:table:interleaved:)` bit for bit.
     ///
-    /// The rotation is orthogonal, so the backward is the rotation by the negative angle.
+    /// The rotation is orthogonal (times YaRN's magnitude, a scalar), so the backward is the
+    /// rotation by the negative angle with the same magnitude: the transpose.
     ///
     /// - Parameters:
     ///   - ropeDims: leading elements of each head that are rotated (`rope.dimension_count`);
     ///     even, at most `headDim`.
     ///   - interleaved: true to rotate adjacent pairs `(2i, 2i + 1)`, the layout of Llama GGUF
     ///     files; false to rotate `(i, i + ropeDims / 2)`, Hugging Face's `rotate_half`.
+    ///   - scaling: linear, NTK-aware or YaRN scaling of the angles; `.none` by default.
     public static func rope(
         _ x: Variable, seqLen: Int, headCount: Int, headDim: Int, ropeDims: Int, base: Float,
-        interleaved: Bool
+        interleaved: Bool, scaling: RoPEScaling = .none
     ) -> Variable {
         precondition(x.value.rank == 2, "rope: 2-D input, got \(x.shape)")
         precondition(
@@ -36,7 +40,11 @@ extension Ops {
         let layout = RotaryLayout(
             seqLen: seqLen, headCount: headCount, headDim: headDim, ropeDims: ropeDims,
             interleaved: interleaved)
-        let tables = RotaryTables(seqLen: seqLen, ropeDims: ropeDims, base: base)
+        let tables =
+            scaling.kind == .none
+            ? RotaryTables(seqLen: seqLen, ropeDims: ropeDims, base: base)
+            : RotaryTables(
+                seqLen: seqLen, table: RoPETable(dims: ropeDims, base: base, scaling: scaling))
 
         let result = Tensor(uninitialized: x.shape)
         layout.rotate(
@@ -52,10 +60,27 @@ extension Ops {
     }
 }
 
-/// cos and sin of every rotated pair at every position, `[seqLen, ropeDims / 2]` each.
+/// cos and sin of every rotated pair at every position, `[seqLen, ropeDims / 2]` each, times
+/// the scaling's magnitude.
 private struct RotaryTables {
     let cos: Tensor
     let sin: Tensor
+
+    /// Scaled angles, each as `FloatKernels.rope(_:position:table:interleaved:)` builds it.
+    init(seqLen: Int, table: RoPETable) {
+        let half = table.dims / 2
+        cos = Tensor(zeros: [seqLen, half])
+        sin = Tensor(zeros: [seqLen, half])
+        for position in 0..<seqLen {
+            var theta = Float(position)
+            for pair in 0..<half {
+                let rotation = table.rotation(theta: theta, pair: pair)
+                cos.floats[position * half + pair] = rotation.cos
+                sin.floats[position * half + pair] = rotation.sin
+                theta *= table.thetaScale
+            }
+        }
+    }
 
     init(seqLen: Int, ropeDims: Int, base: Float) {
         let half = ropeDims / 2

@@ -49,7 +49,7 @@ extension TrainableLlama {
             Ops.rope(
                 projection, seqLen: seqLen, headCount: heads, headDim: config.headDim,
                 ropeDims: config.ropeDims, base: config.ropeBase,
-                interleaved: config.ropeInterleaved)
+                interleaved: config.ropeInterleaved, scaling: config.ropeScaling)
         }
         let query = rope(Ops.linear(normed, weight: weights.query), config.headCount)
         let key = rope(Ops.linear(normed, weight: weights.key), config.kvHeadCount)

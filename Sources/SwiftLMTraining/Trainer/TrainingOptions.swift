@@ -1,3 +1,4 @@
+import SwiftLMCore
 import SwiftLMModels
 
 /// The hyperparameters of a training run. Saved in every checkpoint, so `--resume` continues
@@ -94,7 +95,7 @@ public enum ModelPreset: String, CaseIterable, Sendable {
 /// A model configuration file for `swiftlm train --config FILE`: the sizes of a Llama-family
 /// model in snake_case JSON. Omitted keys take the usual defaults (`kv_heads` = `heads`,
 /// `head_dim` = `hidden / heads`, `rope_base` = 10000, tied embeddings); `vocab_size` defaults
-/// to the tokenizer's.
+/// to the tokenizer's. `rope_scaling` (`RoPEScalingFile`) stretches RoPE; unscaled by default.
 public struct ModelConfigFile: Codable, Sendable {
     public var vocabSize: Int?
     public var hidden: Int
@@ -105,6 +106,7 @@ public struct ModelConfigFile: Codable, Sendable {
     public var headDim: Int?
     public var contextLength: Int
     public var ropeBase: Float?
+    public var ropeScaling: RoPEScalingFile?
     public var normEpsilon: Float?
     public var tiedEmbeddings: Bool?
 
@@ -115,6 +117,7 @@ public struct ModelConfigFile: Codable, Sendable {
         case headDim = "head_dim"
         case contextLength = "context_length"
         case ropeBase = "rope_base"
+        case ropeScaling = "rope_scaling"
         case normEpsilon = "norm_epsilon"
         case tiedEmbeddings = "tied_embeddings"
     }
@@ -136,8 +139,44 @@ public struct ModelConfigFile: Codable, Sendable {
             vocabSize: vocabSize, hidden: hidden, intermediate: intermediate, layerCount: layers,
             headCount: heads, kvHeadCount: kvHeads ?? heads, headDim: headDim,
             contextLength: contextLength, ropeBase: ropeBase ?? 10000,
+            ropeScaling: try ropeScaling?.scaling(contextLength: contextLength) ?? .none,
             rmsNormEpsilon: normEpsilon ?? 1e-5, tiedEmbeddings: tiedEmbeddings ?? true)
         try config.validate()
         return config
+    }
+}
+
+/// `rope_scaling` of a model configuration file, in GGUF's words: `type` (`none`, `linear`,
+/// `ntk_aware` or `yarn`), `factor`, and for YaRN `original_context_length` (default: the
+/// config's `context_length`), `beta_fast` (32) and `beta_slow` (1). NTK-aware scaling has no
+/// GGUF type; the exported model carries it as its larger `rope.freq_base`.
+public struct RoPEScalingFile: Codable, Sendable {
+    public var type: String
+    public var factor: Float?
+    public var originalContextLength: Int?
+    public var betaFast: Float?
+    public var betaSlow: Float?
+
+    enum CodingKeys: String, CodingKey {
+        case type, factor
+        case originalContextLength = "original_context_length"
+        case betaFast = "beta_fast"
+        case betaSlow = "beta_slow"
+    }
+
+    func scaling(contextLength: Int) throws -> RoPEScaling {
+        let factor = self.factor ?? 1
+        switch type {
+        case "none": return .none
+        case "linear": return .linear(factor: factor)
+        case "ntk_aware": return .ntkAware(factor: factor)
+        case "yarn":
+            return .yarn(
+                factor: factor, originalContextLength: originalContextLength ?? contextLength,
+                betaFast: betaFast ?? 32, betaSlow: betaSlow ?? 1)
+        default:
+            throw TrainingError.invalidOption(
+                "rope_scaling.type", "'\(type)'", "'none', 'linear', 'ntk_aware' or 'yarn'")
+        }
     }
 }
