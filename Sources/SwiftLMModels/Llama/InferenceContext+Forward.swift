@@ -129,6 +129,12 @@ extension InferenceContext {
     /// values, and both products take ggml's order of sums: llamafile's tinyBLAS for a chunk of
     /// two tokens or more, `ggml_vec_dot_f16` for one token (see `FloatKernels`).
     private func attend(layer: Int, tokenCount: Int) {
+        if case .slidingWindow(let window, let globalPositions, _) = model.config.attention {
+            attendSlidingWindow(
+                layer: layer, tokenCount: tokenCount, window: window,
+                globalPositions: globalPositions)
+            return
+        }
         let config = model.config
         let headDim = config.headDim
         let queryDim = config.headCount * headDim

@@ -2,6 +2,24 @@ import Foundation
 import SwiftLMCore
 
 extension InferenceContext {
+    /// Throws for attention kinds that inference cannot run yet, naming what is missing.
+    static func checkInferenceSupport(_ attention: AttentionKind) throws {
+        switch attention {
+        case .exact:
+            return
+        case .slidingWindow(_, _, let randomBlocks):
+            guard randomBlocks == 0 else {
+                throw ModelError.unsupportedMetadata(
+                    key: LlamaConfig.attentionKey, value: "random_blocks \(randomBlocks)",
+                    supported: "sliding windows without random blocks in inference")
+            }
+        case .performer:
+            throw ModelError.unsupportedMetadata(
+                key: LlamaConfig.attentionKey, value: "performer",
+                supported: "exact and sliding_window attention in inference")
+        }
+    }
+
     /// The positions that the token at `position` attends to under a causal sliding window
     /// with global tokens: the `window` positions ending at itself, every earlier global
     /// position, and every earlier position at all when the token itself is global. The same

@@ -66,6 +66,7 @@ public final class InferenceContext: @unchecked Sendable {
         if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
             throw ModelError.tokenOutOfRange(id: bad, vocabSize: vocabSize)
         }
+        try Self.checkInferenceSupport(model.config.attention)
 
         var result: [Float] = []
         result.reserveCapacity(request == .all ? tokens.count * vocabSize : vocabSize)

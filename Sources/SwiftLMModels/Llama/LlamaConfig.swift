@@ -1,3 +1,4 @@
+import Foundation
 import SwiftLMCore
 import SwiftLMFormats
 
@@ -23,6 +24,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var rmsNormEpsilon: Float
     /// Whether the output head reuses the token embedding matrix.
     public var tiedEmbeddings: Bool
+    /// How attention is computed; `.exact` for every pretrained model. Kept in GGUF files as
+    /// `swiftlm.attention` (JSON), which llama.cpp ignores: it runs such a file with exact
+    /// attention.
+    public var attention: AttentionKind = .exact
 
     public init(
         vocabSize: Int, hidden: Int, intermediate: Int, layerCount: Int, headCount: Int,
@@ -73,6 +78,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if let (field, value, expected) = ropeScaling.problem(dims: ropeDims) {
             throw ModelError.invalidMetadata(key: "rope.\(field)", value: value, expected: expected)
         }
+        try attention.validate(contextLength: contextLength)
     }
 
     // Decoded by hand so that configurations saved before `ropeScaling` existed (training
@@ -95,10 +101,14 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
                 ?? .none,
             rmsNormEpsilon: try container.decode(Float.self, forKey: .rmsNormEpsilon),
             tiedEmbeddings: try container.decode(Bool.self, forKey: .tiedEmbeddings))
+        attention = try container.decodeIfPresent(AttentionKind.self, forKey: .attention) ?? .exact
     }
 }
 
 extension LlamaConfig {
+    /// The GGUF key of `attention` (JSON), written only for kinds other than exact.
+    public static let attentionKey = "swiftlm.attention"
+
     /// Reads the hyperparameters from `<architecture>.*` metadata keys of a GGUF file.
     public init(gguf file: GGUFFile) throws {
         guard let architecture = file.architecture else {
@@ -145,6 +155,14 @@ extension LlamaConfig {
                 gguf: file, architecture: architecture, contextLength: contextLength),
             rmsNormEpsilon: optionalFloat("attention.layer_norm_rms_epsilon") ?? 1e-5,
             tiedEmbeddings: file.tensor(named: WeightNames.output) == nil)
+        if let json = file.metadata[Self.attentionKey]?.string {
+            do {
+                attention = try JSONDecoder().decode(AttentionKind.self, from: Data(json.utf8))
+            } catch {
+                throw ModelError.invalidMetadata(
+                    key: Self.attentionKey, value: json, expected: "an attention kind in JSON")
+            }
+        }
         try validate()
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import SwiftLMCore
 import SwiftLMFormats
 import SwiftLMTokenizers
@@ -35,6 +36,10 @@ public enum ModelFileWriter {
         writer.set(
             "\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon))
         writer.set("general.file_type", .uint32(type == .f16 ? 1 : 0))
+        if config.attention != .exact {
+            let json = try JSONEncoder().encode(config.attention)
+            writer.set(LlamaConfig.attentionKey, .string(String(decoding: json, as: UTF8.self)))
+        }
         for (key, value) in tokenizer { writer.set(key, value) }
 
         for (tensorName, tensor) in tensors {

@@ -96,6 +96,7 @@ public enum ModelPreset: String, CaseIterable, Sendable {
 /// model in snake_case JSON. Omitted keys take the usual defaults (`kv_heads` = `heads`,
 /// `head_dim` = `hidden / heads`, `rope_base` = 10000, tied embeddings); `vocab_size` defaults
 /// to the tokenizer's. `rope_scaling` (`RoPEScalingFile`) stretches RoPE; unscaled by default.
+/// `attention` chooses the attention kind (`AttentionKind`); exact by default.
 public struct ModelConfigFile: Codable, Sendable {
     public var vocabSize: Int?
     public var hidden: Int
@@ -109,6 +110,8 @@ public struct ModelConfigFile: Codable, Sendable {
     public var ropeScaling: RoPEScalingFile?
     public var normEpsilon: Float?
     public var tiedEmbeddings: Bool?
+    /// `{"kind": "exact" | "sliding_window" | "performer", ...}` (see `AttentionKind`).
+    public var attention: AttentionKind?
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size"
@@ -120,6 +123,7 @@ public struct ModelConfigFile: Codable, Sendable {
         case ropeScaling = "rope_scaling"
         case normEpsilon = "norm_epsilon"
         case tiedEmbeddings = "tied_embeddings"
+        case attention
     }
 
     public func config(tokenizerVocabSize: Int) throws -> LlamaConfig {
@@ -135,12 +139,13 @@ public struct ModelConfigFile: Codable, Sendable {
             throw TrainingError.invalidOption(
                 "hidden", "\(hidden)", "a multiple of heads (\(heads)) or an explicit head_dim")
         }
-        let config = LlamaConfig(
+        var config = LlamaConfig(
             vocabSize: vocabSize, hidden: hidden, intermediate: intermediate, layerCount: layers,
             headCount: heads, kvHeadCount: kvHeads ?? heads, headDim: headDim,
             contextLength: contextLength, ropeBase: ropeBase ?? 10000,
             ropeScaling: try ropeScaling?.scaling(contextLength: contextLength) ?? .none,
             rmsNormEpsilon: normEpsilon ?? 1e-5, tiedEmbeddings: tiedEmbeddings ?? true)
+        config.attention = attention ?? .exact
         try config.validate()
         return config
     }
