@@ -7,16 +7,20 @@ enum PerplexityCommand: Command {
     static let summary = "measure the perplexity of a text file"
     static let usage = """
         swiftlm perplexity [--model PATH] --file PATH [--context N] [--threads N]
+                           [--rope-scaling KIND[:FACTOR[:ORIGINAL]]]
 
         Scores the file in consecutive windows of N tokens (default 512), counting the second
-        half of each, like llama.cpp's perplexity tool. Progress goes to stderr; the last line
+        half of each, like llama.cpp's perplexity tool. --rope-scaling replaces the model's RoPE
+        scaling (none, linear, ntk, yarn; FACTOR default 1, ORIGINAL the model's context length)
+        and lets --context run past the model's context length, to measure how a model reaches
+        beyond the length it was trained on. Progress goes to stderr; the last line
         of stdout is JSON: {"tokens": n, "perplexity": x, "scored": s, "windows": w}, where n
         counts every token of the file and s the tokens whose likelihood was scored.
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
         let arguments = try Arguments(
-            argv, valued: ["model", "file", "context", "threads"], flags: [])
+            argv, valued: ["model", "file", "context", "threads", "rope-scaling"], flags: [])
         let path = try arguments.requiredString("file")
         let windowLength = try arguments.int("context", default: 512, range: 4...1_048_576)
         let threads = try SamplingOptions.threads(arguments)
@@ -31,15 +35,19 @@ enum PerplexityCommand: Command {
         }
 
         let model = try ModelLocation.open(arguments)
-        guard windowLength <= model.config.contextLength else {
+        var decoder = model.model
+        if let text = arguments.string("rope-scaling") {
+            decoder = try rescaled(decoder, text, contextLength: windowLength)
+        }
+        guard windowLength <= decoder.config.contextLength else {
             throw UsageError(
                 "--context \(windowLength) exceeds the model's context length "
-                    + "\(model.config.contextLength)")
+                    + "\(decoder.config.contextLength) (--rope-scaling lets it run further)")
         }
         let tokenizer = model.tokenizer
         let tokens = tokenizer.encode(text)
         let context = InferenceContext(
-            model: model.model, contextLength: windowLength, threadCount: threads)
+            model: decoder, contextLength: windowLength, threadCount: threads)
 
         let windows = tokens.count / windowLength
         let bar = ProgressBar(total: windows, unit: "windows")
@@ -53,5 +61,37 @@ enum PerplexityCommand: Command {
         print(
             "{\"tokens\": \(result.tokens), \"perplexity\": \(value), "
                 + "\"scored\": \(result.scored), \"windows\": \(result.windows)}")
+    }
+
+    /// The same weights with another RoPE scaling, and a context length of at least
+    /// `contextLength`.
+    private static func rescaled(
+        _ model: LlamaModel, _ text: String, contextLength: Int
+    ) throws -> LlamaModel {
+        let parts = text.split(separator: ":").map(String.init)
+        guard (1...3).contains(parts.count), let factor = Float(parts.count > 1 ? parts[1] : "1"),
+            factor > 0
+        else {
+            throw UsageError("--rope-scaling must be KIND[:FACTOR[:ORIGINAL]], got '\(text)'")
+        }
+        var config = model.config
+        let original = parts.count > 2 ? Int(parts[2]) : config.contextLength
+        guard let original, original > 0 else {
+            throw UsageError("--rope-scaling: ORIGINAL must be a positive integer in '\(text)'")
+        }
+        switch parts[0] {
+        case "none": config.ropeScaling = .none
+        case "linear": config.ropeScaling = .linear(factor: factor)
+        case "ntk": config.ropeScaling = .ntkAware(factor: factor)
+        case "yarn": config.ropeScaling = .yarn(factor: factor, originalContextLength: original)
+        default:
+            throw UsageError(
+                "--rope-scaling kind must be none, linear, ntk or yarn, got '\(parts[0])'")
+        }
+        config.contextLength = max(config.contextLength, contextLength)
+        try config.validate()
+        return LlamaModel(
+            config: config, tokenEmbedding: model.tokenEmbedding, blocks: model.blocks,
+            outputNorm: model.outputNorm, output: model.output)
     }
 }
