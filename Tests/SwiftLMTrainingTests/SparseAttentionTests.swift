@@ -24,8 +24,8 @@ extension PooledOpsTests {
         /// GQA 4/2 and batch 2 throughout; 70 and 37 positions, which blocks of 4, 8 and 16 do
         /// not divide, and 10, shorter than a block. Windows from 1 (only the diagonal) to
         /// longer than a block; global positions at 0, in the middle and at the end, and more
-        /// than a block of them (so global keys and rows take several gathered tiles); random
-        /// blocks alone and with globals.
+        /// than a block of them (so global keys and rows take several gathered tiles), and one
+        /// past the sequence (ignored); random blocks alone and with globals.
         static let cases: [Case] = {
             let long = Shape(batchSize: 2, seqLen: 70, headCount: 4, kvHeadCount: 2, headDim: 16)
             let short = Shape(batchSize: 2, seqLen: 37, headCount: 4, kvHeadCount: 2, headDim: 8)
@@ -65,7 +65,7 @@ extension PooledOpsTests {
                 Case(
                     shape: tiny,
                     pattern: SparseAttentionPattern(
-                        window: 3, globalPositions: [4], randomBlocks: 2, blockSize: 16)),
+                        window: 3, globalPositions: [4, 12], randomBlocks: 2, blockSize: 16)),
             ]
         }()
 
