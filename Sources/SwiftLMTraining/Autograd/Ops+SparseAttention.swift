@@ -426,42 +426,12 @@ struct SparseAttentionTiling {
         shape.forEach(shape.batchSize * tilesPerSequence) { items, thread in
             let tileScratch = tiling.forwardScratch(scratch.floats + thread * scratchFloats)
             for item in items {
-                let batch = item / tilesPerSequence
-                let head = item % tilesPerSequence / plan.queryTileCount
-                let queryTile = item % plan.queryTileCount
-                let kvHead = head / shape.groupSize
-                let q0 = queryTile * plan.blockSize
-                let queryOffset =
-                    shape.block(batch: batch, head: head, width: shape.queryWidth)
-                    + q0 * shape.queryWidth
-                let rows = ForwardRows(
-                    count: min(plan.blockSize, shape.seqLen - q0), stride: shape.queryWidth,
-                    queries: query + queryOffset, output: output + queryOffset)
-                let kvOffset = shape.block(batch: batch, head: kvHead, width: shape.kvWidth)
-                let globalOffset = globalKeyOffset(batch: batch, kvHead: kvHead)
-                tiling.startRows(rows.count, scratch: tileScratch)
-
-                for keyTile in plan.keyTiles[queryTile] {
-                    tiling.forwardStep(
-                        rows, keyRows(keyTile, key: key, value: value, kvOffset: kvOffset),
-                        mask: mask(queryTile: queryTile, keyTile: keyTile),
-                        scratch: tileScratch)
-                }
-                for c0 in stride(from: 0, to: plan.globalKeyCounts[queryTile], by: tileSize) {
-                    let packed = globalOffset + c0 * shape.headDim
-                    let tile = KeyRows(
-                        count: min(tileSize, plan.globalKeyCounts[queryTile] - c0),
-                        stride: shape.headDim, keys: globalKeys.floats + packed,
-                        values: globalValues.floats + packed)
-                    tiling.forwardStep(
-                        rows, tile, mask: GlobalKeyMask(queryStart: q0, chunkStart: c0, plan: plan),
-                        scratch: tileScratch)
-                }
-
-                tiling.finishRows(
-                    rows,
-                    logSumExp: logSumExp + (batch * shape.headCount + head) * shape.seqLen + q0,
-                    scratch: tileScratch)
+                forwardQueryTile(
+                    batch: item / tilesPerSequence,
+                    head: item % tilesPerSequence / plan.queryTileCount,
+                    queryTile: item % plan.queryTileCount, query: query, key: key, value: value,
+                    globalKeys: globalKeys.floats, globalValues: globalValues.floats,
+                    output: output, logSumExp: logSumExp, scratch: tileScratch)
             }
         }
 
@@ -469,6 +439,47 @@ struct SparseAttentionTiling {
             forwardGlobalRows(
                 query: query, key: key, value: value, output: output, logSumExp: logSumExp)
         }
+    }
+
+    /// One query tile of (batch, head): its random and band tiles, then its gathered global
+    /// key tiles, in one online softmax. Its global rows see nothing here and stay zero.
+    private func forwardQueryTile(
+        batch: Int, head: Int, queryTile: Int, query: UnsafePointer<Float>,
+        key: UnsafePointer<Float>, value: UnsafePointer<Float>,
+        globalKeys: UnsafePointer<Float>, globalValues: UnsafePointer<Float>,
+        output: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>,
+        scratch: ForwardScratch
+    ) {
+        let kvHead = head / shape.groupSize
+        let q0 = queryTile * plan.blockSize
+        let queryOffset =
+            shape.block(batch: batch, head: head, width: shape.queryWidth)
+            + q0 * shape.queryWidth
+        let rows = ForwardRows(
+            count: min(plan.blockSize, shape.seqLen - q0), stride: shape.queryWidth,
+            queries: query + queryOffset, output: output + queryOffset)
+        let kvOffset = shape.block(batch: batch, head: kvHead, width: shape.kvWidth)
+        let globalOffset = globalKeyOffset(batch: batch, kvHead: kvHead)
+        tiling.startRows(rows.count, scratch: scratch)
+
+        for keyTile in plan.keyTiles[queryTile] {
+            tiling.forwardStep(
+                rows, keyRows(keyTile, key: key, value: value, kvOffset: kvOffset),
+                mask: mask(queryTile: queryTile, keyTile: keyTile), scratch: scratch)
+        }
+        for c0 in stride(from: 0, to: plan.globalKeyCounts[queryTile], by: tileSize) {
+            let packed = globalOffset + c0 * shape.headDim
+            let tile = KeyRows(
+                count: min(tileSize, plan.globalKeyCounts[queryTile] - c0),
+                stride: shape.headDim, keys: globalKeys + packed, values: globalValues + packed)
+            tiling.forwardStep(
+                rows, tile, mask: GlobalKeyMask(queryStart: q0, chunkStart: c0, plan: plan),
+                scratch: scratch)
+        }
+
+        tiling.finishRows(
+            rows, logSumExp: logSumExp + (batch * shape.headCount + head) * shape.seqLen + q0,
+            scratch: scratch)
     }
 
     /// The global query rows of every (batch, head), gathered `tileSize` at a time, against
