@@ -63,13 +63,15 @@ extension Ops {
     }
 }
 
-/// The tile loops of `Ops.tiledCausalAttention` for one call.
+/// The tile loops of `Ops.tiledCausalAttention` for one call, and the tile steps it shares with
+/// `Ops.sparseCausalAttention` (Ops+SparseAttention.swift).
 ///
 /// A query tile is rows `q0..<q0 + rows` of one (batch, head) block, a key tile rows
 /// `k0..<k0 + columns` of its key and value block; the scores of the pair are a
-/// `[rows, columns]` tile, stored with row length `keyTileSize` in per-thread scratch. Query
-/// row `i` sees key rows `0...i`, so in a tile it sees `i - k0 + 1` columns, clamped to
-/// `0...columns`: the causal mask never needs a -infinity, only a count.
+/// `[rows, columns]` tile, stored with row length `keyTileSize` in per-thread scratch. Each row
+/// sees a contiguous run of the tile's columns, given by an `AttentionTileMask`: causally, query
+/// row `i` sees `i - k0 + 1` columns clamped to `0...columns`, so a mask never needs a
+/// -infinity, only a range.
 struct AttentionTiling {
     let shape: AttentionShape
     let queryTileSize: Int
@@ -77,11 +79,6 @@ struct AttentionTiling {
 
     var queryTileCount: Int { (shape.seqLen + queryTileSize - 1) / queryTileSize }
     var tileFloats: Int { queryTileSize * keyTileSize }
-
-    /// How many of a tile's `columns` key rows, starting at `k0`, query row `i` may see.
-    func visibleColumns(row i: Int, k0: Int, columns: Int) -> Int {
-        min(max(i - k0 + 1, 0), columns)
-    }
 
     // MARK: - Forward
 
@@ -94,84 +91,116 @@ struct AttentionTiling {
         query: UnsafePointer<Float>, key: UnsafePointer<Float>, value: UnsafePointer<Float>,
         output: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>
     ) {
-        let scratchFloats = tileFloats + 2 * queryTileSize
-        let scratch = Tensor(uninitialized: [Ops.pool.threadCount, scratchFloats])
+        let scratch = Tensor(uninitialized: [Ops.pool.threadCount, forwardScratchFloats])
         let tilesPerSequence = shape.headCount * queryTileCount
 
         shape.forEach(shape.batchSize * tilesPerSequence) { items, thread in
-            let scores = scratch.floats + thread * scratchFloats
-            let rowMaximum = scores + tileFloats
-            let rowSum = rowMaximum + queryTileSize
+            let tileScratch = forwardScratch(scratch.floats + thread * forwardScratchFloats)
             for item in items {
                 let batch = item / tilesPerSequence
                 let head = item % tilesPerSequence / queryTileCount
                 let q0 = item % queryTileCount * queryTileSize
-                let rows = min(queryTileSize, shape.seqLen - q0)
                 let queryOffset =
                     shape.block(batch: batch, head: head, width: shape.queryWidth)
                     + q0 * shape.queryWidth
                 let kvOffset = shape.block(
                     batch: batch, head: head / shape.groupSize, width: shape.kvWidth)
+                let rows = ForwardRows(
+                    count: min(queryTileSize, shape.seqLen - q0), stride: shape.queryWidth,
+                    queries: query + queryOffset, output: output + queryOffset)
                 forwardQueryTile(
-                    q0: q0, rows: rows, queries: query + queryOffset, keys: key + kvOffset,
-                    values: value + kvOffset, output: output + queryOffset,
+                    q0: q0, rows: rows, keys: key + kvOffset, values: value + kvOffset,
                     logSumExp: logSumExp + (batch * shape.headCount + head) * shape.seqLen + q0,
-                    scores: scores, rowMaximum: rowMaximum, rowSum: rowSum)
+                    scratch: tileScratch)
             }
         }
     }
 
     /// One query tile against every key tile up to the diagonal (FlashAttention-2, algorithm
-    /// 1). `queries` and `output` point at the tile's first row, `keys` and `values` at the
-    /// (batch, kvHead) block's; `output` starts zero and accumulates `e^(S − m) · V` unscaled.
+    /// 1). `keys` and `values` point at the (batch, kvHead) block's first row.
     private func forwardQueryTile(
-        q0: Int, rows: Int, queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-        values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-        logSumExp: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
-        rowMaximum: UnsafeMutablePointer<Float>, rowSum: UnsafeMutablePointer<Float>
+        q0: Int, rows: ForwardRows, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+        logSumExp: UnsafeMutablePointer<Float>, scratch: ForwardScratch
     ) {
-        let (headDim, queryWidth, kvWidth) = (shape.headDim, shape.queryWidth, shape.kvWidth)
-        rowMaximum.update(repeating: -.infinity, count: rows)
-        rowSum.update(repeating: 0, count: rows)
+        startRows(rows.count, scratch: scratch)
 
         // Key rows at or after the tile's last query row are masked for every row: stop there.
         var k0 = 0
-        while k0 < q0 + rows {
-            let columns = min(keyTileSize, q0 + rows - k0)
-
-            // S[rows, columns] = scale · Q · Kᵀ
-            BLAS.gemm(
-                transposeA: false, transposeB: true, m: rows, n: columns, k: headDim,
-                alpha: shape.scale, queries, lda: queryWidth, keys + k0 * kvWidth, ldb: kvWidth,
-                scores, ldc: keyTileSize)
-
-            // The online softmax: a larger maximum shrinks what the row has summed so far by
-            // e^(m_old − m_new). On the first tile m_old = -infinity and the factor is 0.
-            for row in 0..<rows {
-                let visible = visibleColumns(row: q0 + row, k0: k0, columns: columns)
-                let p = scores + row * keyTileSize
-                (p + visible).update(repeating: 0, count: columns - visible)
-                guard visible > 0 else { continue }
-                let maximum = max(rowMaximum[row], rowMax(p, count: visible))
-                let correction = expf(rowMaximum[row] - maximum)
-                rowSum[row] =
-                    rowSum[row] * correction + exponentiate(p, count: visible, shift: maximum)
-                rowMaximum[row] = maximum
-                if correction != 1 { scaleRow(output + row * queryWidth, by: correction) }
-            }
-
-            // O[rows, headDim] += P̃ · V
-            BLAS.gemm(
-                transposeA: false, transposeB: false, m: rows, n: headDim, k: columns, scores,
-                lda: keyTileSize, values + k0 * kvWidth, ldb: kvWidth, beta: 1, output,
-                ldc: queryWidth)
+        while k0 < q0 + rows.count {
+            let tile = KeyRows(
+                count: min(keyTileSize, q0 + rows.count - k0), stride: shape.kvWidth,
+                keys: keys + k0 * shape.kvWidth, values: values + k0 * shape.kvWidth)
+            forwardStep(
+                rows, tile, mask: CausalTileMask(queryStart: q0, keyStart: k0), scratch: scratch)
             k0 += keyTileSize
         }
 
-        // Every row saw at least key 0, so its sum is at least 1 (its maximum's term).
-        for row in 0..<rows {
-            scaleRow(output + row * queryWidth, by: 1 / rowSum[row])
-            logSumExp[row] = rowMaximum[row] + logf(rowSum[row])
+        finishRows(rows, logSumExp: logSumExp, scratch: scratch)
+    }
+
+    /// Floats of one thread's forward scratch: a score tile, then a maximum and a sum per row.
+    var forwardScratchFloats: Int { tileFloats + 2 * queryTileSize }
+
+    func forwardScratch(_ base: UnsafeMutablePointer<Float>) -> ForwardScratch {
+        ForwardScratch(
+            scores: base, rowMaximum: base + tileFloats,
+            rowSum: base + tileFloats + queryTileSize)
+    }
+
+    /// Resets the running maxima and sums before a query tile's first `forwardStep`.
+    func startRows(_ count: Int, scratch: ForwardScratch) {
+        scratch.rowMaximum.update(repeating: -.infinity, count: count)
+        scratch.rowSum.update(repeating: 0, count: count)
+    }
+
+    /// One query tile against one key tile: FlashAttention-2's inner loop (algorithm 1, lines
+    /// 8 to 10). `rows.output` accumulates `e^(S − m) · V` unscaled; `mask` says which of the
+    /// tile's columns each row sees.
+    func forwardStep<Mask: AttentionTileMask>(
+        _ rows: ForwardRows, _ tile: KeyRows, mask: Mask, scratch: ForwardScratch
+    ) {
+        let (scores, rowMaximum, rowSum) = (scratch.scores, scratch.rowMaximum, scratch.rowSum)
+
+        // S[rows, columns] = scale · Q · Kᵀ
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: rows.count, n: tile.count,
+            k: shape.headDim, alpha: shape.scale, rows.queries, lda: rows.stride, tile.keys,
+            ldb: tile.stride, scores, ldc: keyTileSize)
+
+        // The online softmax: a larger maximum shrinks what the row has summed so far by
+        // e^(m_old − m_new). On a row's first visible tile m_old = -infinity and the factor is 0.
+        for row in 0..<rows.count {
+            let visible = mask.visibleColumns(row: row, columns: tile.count)
+            let p = scores + row * keyTileSize
+            p.update(repeating: 0, count: visible.lowerBound)
+            (p + visible.upperBound).update(repeating: 0, count: tile.count - visible.upperBound)
+            guard !visible.isEmpty else { continue }
+            let maximum = max(
+                rowMaximum[row], rowMax(p + visible.lowerBound, count: visible.count))
+            let correction = expf(rowMaximum[row] - maximum)
+            rowSum[row] =
+                rowSum[row] * correction
+                + exponentiate(p + visible.lowerBound, count: visible.count, shift: maximum)
+            rowMaximum[row] = maximum
+            if correction != 1 { scaleRow(rows.output + row * rows.stride, by: correction) }
+        }
+
+        // O[rows, headDim] += P̃ · V
+        BLAS.gemm(
+            transposeA: false, transposeB: false, m: rows.count, n: shape.headDim,
+            k: tile.count, scores, lda: keyTileSize, tile.values, ldb: tile.stride, beta: 1,
+            rows.output, ldc: rows.stride)
+    }
+
+    /// Divides each row's output by its sum and writes its log-sum-exp, after the last
+    /// `forwardStep`. A row that saw no key at all (a global row of the sparse attention, which
+    /// runs apart) is left as it is.
+    func finishRows(
+        _ rows: ForwardRows, logSumExp: UnsafeMutablePointer<Float>, scratch: ForwardScratch
+    ) {
+        for row in 0..<rows.count where scratch.rowSum[row] > 0 {
+            scaleRow(rows.output + row * rows.stride, by: 1 / scratch.rowSum[row])
+            logSumExp[row] = scratch.rowMaximum[row] + logf(scratch.rowSum[row])
         }
     }
 
@@ -193,21 +222,15 @@ struct AttentionTiling {
         let rowDots = Tensor(uninitialized: [shape.batchSize, shape.headCount, shape.seqLen])
 
         shape.forEach(shape.batchSize * shape.kvHeadCount) { items, thread in
-            let probabilities = scratch.floats + thread * 2 * tileFloats
-            let scoreGradients = probabilities + tileFloats
+            let tileScratch = backwardScratch(scratch.floats + thread * 2 * tileFloats)
             for item in items {
                 let batch = item / shape.kvHeadCount
                 let kvHead = item % shape.kvHeadCount
                 let heads = (kvHead * shape.groupSize)..<((kvHead + 1) * shape.groupSize)
-
-                // D = rowsum(dO ⊙ O) = rowsum(dP ⊙ P) (FlashAttention-2, algorithm 2, line 4).
                 for head in heads {
-                    let offset = shape.block(batch: batch, head: head, width: shape.queryWidth)
-                    let dots = rowDots.floats + (batch * shape.headCount + head) * shape.seqLen
-                    for row in 0..<shape.seqLen {
-                        let at = offset + row * shape.queryWidth
-                        dots[row] = dot(outputGradient + at, output + at, count: shape.headDim)
-                    }
+                    computeRowDots(
+                        batch: batch, head: head, outputGradient: outputGradient,
+                        output: output, rowDots: rowDots.floats)
                 }
 
                 var k0 = 0
@@ -216,12 +239,25 @@ struct AttentionTiling {
                         backwardKeyTile(
                             batch: batch, head: head, k0: k0, outputGradient: outputGradient,
                             query: query, key: key, value: value, logSumExp: logSumExp,
-                            rowDots: rowDots.floats, gradients: gradients,
-                            probabilities: probabilities, scoreGradients: scoreGradients)
+                            rowDots: rowDots.floats, gradients: gradients, scratch: tileScratch)
                     }
                     k0 += keyTileSize
                 }
             }
+        }
+    }
+
+    /// D = rowsum(dO ⊙ O) = rowsum(dP ⊙ P) for every row of (batch, head), into `rowDots`,
+    /// `[batchSize, headCount, seqLen]` (FlashAttention-2, algorithm 2, line 4).
+    func computeRowDots(
+        batch: Int, head: Int, outputGradient: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, rowDots: UnsafeMutablePointer<Float>
+    ) {
+        let offset = shape.block(batch: batch, head: head, width: shape.queryWidth)
+        let dots = rowDots + (batch * shape.headCount + head) * shape.seqLen
+        for row in 0..<shape.seqLen {
+            let at = offset + row * shape.queryWidth
+            dots[row] = dot(outputGradient + at, output + at, count: shape.headDim)
         }
     }
 
@@ -232,77 +268,96 @@ struct AttentionTiling {
         batch: Int, head: Int, k0: Int, outputGradient: UnsafePointer<Float>,
         query: UnsafePointer<Float>, key: UnsafePointer<Float>, value: UnsafePointer<Float>,
         logSumExp: UnsafePointer<Float>, rowDots: UnsafePointer<Float>,
-        gradients: AttentionGradients, probabilities: UnsafeMutablePointer<Float>,
-        scoreGradients: UnsafeMutablePointer<Float>
+        gradients: AttentionGradients, scratch: BackwardScratch
     ) {
-        let (seqLen, headDim) = (shape.seqLen, shape.headDim)
-        let (queryWidth, kvWidth) = (shape.queryWidth, shape.kvWidth)
-        let columns = min(keyTileSize, seqLen - k0)
+        let (seqLen, queryWidth, kvWidth) = (shape.seqLen, shape.queryWidth, shape.kvWidth)
         let kvOffset =
             shape.block(batch: batch, head: head / shape.groupSize, width: kvWidth)
             + k0 * kvWidth
-        let keys = key + kvOffset
-        let values = value + kvOffset
+        let tile = KeyRows(
+            count: min(keyTileSize, seqLen - k0), stride: kvWidth, keys: key + kvOffset,
+            values: value + kvOffset, keyGradient: gradients.key.map { $0 + kvOffset },
+            valueGradient: gradients.value.map { $0 + kvOffset })
         let headRows = (batch * shape.headCount + head) * seqLen
-        let needsScores = gradients.query != nil || gradients.key != nil
 
         var q0 = k0
         while q0 < seqLen {
-            let rows = min(queryTileSize, seqLen - q0)
             let queryOffset =
                 shape.block(batch: batch, head: head, width: queryWidth) + q0 * queryWidth
-            let queries = query + queryOffset
-            let dO = outputGradient + queryOffset
-
-            // P[rows, columns] = e^(scale · Q · Kᵀ − L), the forward's probabilities exactly
-            // as normalized there, zero where masked.
-            BLAS.gemm(
-                transposeA: false, transposeB: true, m: rows, n: columns, k: headDim,
-                alpha: shape.scale, queries, lda: queryWidth, keys, ldb: kvWidth, probabilities,
-                ldc: keyTileSize)
-            for row in 0..<rows {
-                let visible = visibleColumns(row: q0 + row, k0: k0, columns: columns)
-                let p = probabilities + row * keyTileSize
-                _ = exponentiate(p, count: visible, shift: logSumExp[headRows + q0 + row])
-                (p + visible).update(repeating: 0, count: columns - visible)
-            }
-
-            // dV[columns, headDim] += Pᵀ · dO
-            if let dV = gradients.value {
-                BLAS.gemm(
-                    transposeA: true, transposeB: false, m: columns, n: headDim, k: rows,
-                    probabilities, lda: keyTileSize, dO, ldb: queryWidth, beta: 1, dV + kvOffset,
-                    ldc: kvWidth)
-            }
-
-            if needsScores {
-                // dP[rows, columns] = dO · Vᵀ, then dS = P ⊙ (dP − D): zero where P is.
-                BLAS.gemm(
-                    transposeA: false, transposeB: true, m: rows, n: columns, k: headDim, dO,
-                    lda: queryWidth, values, ldb: kvWidth, scoreGradients, ldc: keyTileSize)
-                for row in 0..<rows {
-                    softmaxBackward(
-                        scoreGradients + row * keyTileSize,
-                        probabilities: probabilities + row * keyTileSize, count: columns,
-                        rowDot: rowDots[headRows + q0 + row])
-                }
-            }
-
-            // dQ[rows, headDim] += scale · dS · K
-            if let dQ = gradients.query {
-                BLAS.gemm(
-                    transposeA: false, transposeB: false, m: rows, n: headDim, k: columns,
-                    alpha: shape.scale, scoreGradients, lda: keyTileSize, keys, ldb: kvWidth,
-                    beta: 1, dQ + queryOffset, ldc: queryWidth)
-            }
-            // dK[columns, headDim] += scale · dSᵀ · Q
-            if let dK = gradients.key {
-                BLAS.gemm(
-                    transposeA: true, transposeB: false, m: columns, n: headDim, k: rows,
-                    alpha: shape.scale, scoreGradients, lda: keyTileSize, queries,
-                    ldb: queryWidth, beta: 1, dK + kvOffset, ldc: kvWidth)
-            }
+            let rows = BackwardRows(
+                count: min(queryTileSize, seqLen - q0), stride: queryWidth,
+                queries: query + queryOffset, outputGradient: outputGradient + queryOffset,
+                queryGradient: gradients.query.map { $0 + queryOffset },
+                logSumExp: logSumExp + headRows + q0, rowDots: rowDots + headRows + q0)
+            backwardStep(
+                rows, tile, mask: CausalTileMask(queryStart: q0, keyStart: k0), scratch: scratch)
             q0 += queryTileSize
+        }
+    }
+
+    func backwardScratch(_ base: UnsafeMutablePointer<Float>) -> BackwardScratch {
+        BackwardScratch(probabilities: base, scoreGradients: base + tileFloats)
+    }
+
+    /// The gradient contributions of one query tile and one key tile (FlashAttention-2,
+    /// algorithm 2, lines 11 to 20), added into whichever of `rows.queryGradient`,
+    /// `tile.keyGradient` and `tile.valueGradient` are present.
+    func backwardStep<Mask: AttentionTileMask>(
+        _ rows: BackwardRows, _ tile: KeyRows, mask: Mask, scratch: BackwardScratch
+    ) {
+        let (probabilities, scoreGradients) = (scratch.probabilities, scratch.scoreGradients)
+        let (headDim, columns) = (shape.headDim, tile.count)
+
+        // P[rows, columns] = e^(scale · Q · Kᵀ − L), the forward's probabilities exactly as
+        // normalized there, zero where masked.
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: rows.count, n: columns, k: headDim,
+            alpha: shape.scale, rows.queries, lda: rows.stride, tile.keys, ldb: tile.stride,
+            probabilities, ldc: keyTileSize)
+        for row in 0..<rows.count {
+            let visible = mask.visibleColumns(row: row, columns: columns)
+            let p = probabilities + row * keyTileSize
+            p.update(repeating: 0, count: visible.lowerBound)
+            _ = exponentiate(
+                p + visible.lowerBound, count: visible.count, shift: rows.logSumExp[row])
+            (p + visible.upperBound).update(repeating: 0, count: columns - visible.upperBound)
+        }
+
+        // dV[columns, headDim] += Pᵀ · dO
+        if let dV = tile.valueGradient {
+            BLAS.gemm(
+                transposeA: true, transposeB: false, m: columns, n: headDim, k: rows.count,
+                probabilities, lda: keyTileSize, rows.outputGradient, ldb: rows.stride, beta: 1,
+                dV, ldc: tile.stride)
+        }
+
+        guard rows.queryGradient != nil || tile.keyGradient != nil else { return }
+
+        // dP[rows, columns] = dO · Vᵀ, then dS = P ⊙ (dP − D): zero where P is.
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: rows.count, n: columns, k: headDim,
+            rows.outputGradient, lda: rows.stride, tile.values, ldb: tile.stride, scoreGradients,
+            ldc: keyTileSize)
+        for row in 0..<rows.count {
+            softmaxBackward(
+                scoreGradients + row * keyTileSize,
+                probabilities: probabilities + row * keyTileSize, count: columns,
+                rowDot: rows.rowDots[row])
+        }
+
+        // dQ[rows, headDim] += scale · dS · K
+        if let dQ = rows.queryGradient {
+            BLAS.gemm(
+                transposeA: false, transposeB: false, m: rows.count, n: headDim, k: columns,
+                alpha: shape.scale, scoreGradients, lda: keyTileSize, tile.keys,
+                ldb: tile.stride, beta: 1, dQ, ldc: rows.stride)
+        }
+        // dK[columns, headDim] += scale · dSᵀ · Q
+        if let dK = tile.keyGradient {
+            BLAS.gemm(
+                transposeA: true, transposeB: false, m: columns, n: headDim, k: rows.count,
+                alpha: shape.scale, scoreGradients, lda: keyTileSize, rows.queries,
+                ldb: rows.stride, beta: 1, dK, ldc: tile.stride)
         }
     }
 
@@ -423,4 +478,68 @@ struct AttentionTiling {
     private func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
+}
+
+// MARK: - Tile operands
+
+/// Which columns of a `[rows, columns]` score tile each of its rows sees: one contiguous run,
+/// empty for a row that sees none of the tile's keys.
+protocol AttentionTileMask {
+    func visibleColumns(row: Int, columns: Int) -> Range<Int>
+}
+
+/// The causal mask: query row `queryStart + row` sees key rows up to itself, so in the tile
+/// that starts at key row `keyStart` its first `queryStart + row - keyStart + 1` columns.
+struct CausalTileMask: AttentionTileMask {
+    let queryStart: Int
+    let keyStart: Int
+
+    func visibleColumns(row: Int, columns: Int) -> Range<Int> {
+        0..<min(max(queryStart + row - keyStart + 1, 0), columns)
+    }
+}
+
+/// Query rows of one head for the forward, `stride` floats apart in `queries` and `output`: a
+/// tile of the token-major tensors, or rows gathered into scratch.
+struct ForwardRows {
+    let count: Int
+    let stride: Int
+    let queries: UnsafePointer<Float>
+    let output: UnsafeMutablePointer<Float>
+}
+
+/// Query rows of one head for the backward, `stride` floats apart in `queries`,
+/// `outputGradient` and `queryGradient`; one float per row in `logSumExp` and `rowDots`.
+struct BackwardRows {
+    let count: Int
+    let stride: Int
+    let queries: UnsafePointer<Float>
+    let outputGradient: UnsafePointer<Float>
+    let queryGradient: UnsafeMutablePointer<Float>?
+    let logSumExp: UnsafePointer<Float>
+    let rowDots: UnsafePointer<Float>
+}
+
+/// Key and value rows of one kvHead, `stride` floats apart, at most `keyTileSize` of them, and
+/// where their gradients go in the backward (nil for none, and in the forward).
+struct KeyRows {
+    let count: Int
+    let stride: Int
+    let keys: UnsafePointer<Float>
+    let values: UnsafePointer<Float>
+    var keyGradient: UnsafeMutablePointer<Float>? = nil
+    var valueGradient: UnsafeMutablePointer<Float>? = nil
+}
+
+/// One thread's forward scratch: a score tile and the running maximum and sum of each row.
+struct ForwardScratch {
+    let scores: UnsafeMutablePointer<Float>
+    let rowMaximum: UnsafeMutablePointer<Float>
+    let rowSum: UnsafeMutablePointer<Float>
+}
+
+/// One thread's backward scratch: the probability tile and the score-gradient tile.
+struct BackwardScratch {
+    let probabilities: UnsafeMutablePointer<Float>
+    let scoreGradients: UnsafeMutablePointer<Float>
 }
