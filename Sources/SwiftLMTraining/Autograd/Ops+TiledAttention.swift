@@ -410,7 +410,7 @@ struct AttentionTiling {
         var lanes = SIMD16<Float>(repeating: 0)
         var column = 0
         while column + 16 <= count {
-            let e = negativeExp(load16(x + column) - shift)
+            let e = Self.negativeExp(load16(x + column) - shift)
             store16(e, x + column)
             lanes += e
             column += 16
@@ -434,9 +434,9 @@ struct AttentionTiling {
     /// exactly as AVX-512's `scalef` does, which it needs to match ggml bit for bit; the masked
     /// Int32 lane updates that this takes compiled to per-lane code through the stack, and
     /// were half the forward's time when this called `VectorMath.exp`. Clamping x is enough
-    /// here.
+    /// here. Shared with the Performer's feature map (Ops+LinearAttention.swift).
     @inline(__always)
-    private func negativeExp(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    static func negativeExp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         typealias V = SIMD16<Float>
         let x = x.replacing(with: V(repeating: -87), where: x .< -87)
 
