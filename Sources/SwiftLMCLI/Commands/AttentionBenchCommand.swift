@@ -12,8 +12,9 @@ enum AttentionBenchCommand: Command {
                                 [--json]
                swiftlm attention-bench --list-kinds
 
-        KIND: naive (the plain form that keeps the seqLen x seqLen probabilities) or tiled
-        (exact attention in tiles with an online softmax).
+        KIND: naive (the plain form that keeps the seqLen x seqLen probabilities), tiled (exact
+        attention in tiles with an online softmax), sparse (a 256-token sliding window and one
+        global token, block-sparse) or performer (FAVOR+ with 256 random features).
         Runs the forward and the backward of one causal grouped-query attention on random
         inputs `--repetitions` times (default 3) after one warm-up, and reports the median
         seconds of forward, of forward plus backward, and the peak bytes owned by tensors
@@ -34,6 +35,22 @@ enum AttentionBenchCommand: Command {
                 query: q, key: k, value: v, batchSize: shape.batchSize, seqLen: shape.seqLen,
                 headCount: shape.headCount, kvHeadCount: shape.kvHeadCount,
                 headDim: shape.headDim)
+        },
+        // A 256-token window with one global token at position 0.
+        "sparse": { q, k, v, shape in
+            Ops.sparseCausalAttention(
+                query: q, key: k, value: v, batchSize: shape.batchSize, seqLen: shape.seqLen,
+                headCount: shape.headCount, kvHeadCount: shape.kvHeadCount,
+                headDim: shape.headDim,
+                pattern: SparseAttentionPattern(window: 256, globalPositions: [0]))
+        },
+        // 256 random features.
+        "performer": { q, k, v, shape in
+            Ops.performerCausalAttention(
+                query: q, key: k, value: v, batchSize: shape.batchSize, seqLen: shape.seqLen,
+                headCount: shape.headCount, kvHeadCount: shape.kvHeadCount,
+                headDim: shape.headDim,
+                features: RandomFeatures(featureCount: 256, headDim: shape.headDim, seed: 1))
         },
     ]
 

@@ -54,11 +54,9 @@ extension TrainableLlama {
         let query = rope(Ops.linear(normed, weight: weights.query), config.headCount)
         let key = rope(Ops.linear(normed, weight: weights.key), config.kvHeadCount)
         let value = Ops.linear(normed, weight: weights.value)
-        // Tiled exact attention: faster than the plain form at every length measured (1.7x at
-        // 256 tokens, 2.5x at 4096) and memory linear in seqLen; see Ops+TiledAttention.swift.
-        let attention = Ops.tiledCausalAttention(
-            query: query, key: key, value: value, batchSize: batchSize, seqLen: seqLen,
-            headCount: config.headCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim)
+        let attention = attend(
+            layer: layer, query: query, key: key, value: value, batchSize: batchSize,
+            seqLen: seqLen)
         let projected = Ops.linear(attention, weight: weights.attentionOutput)
         let afterAttention = Ops.add(x, dropout(projected, options, site: 2 * layer))
 
@@ -70,6 +68,47 @@ extension TrainableLlama {
             up: Ops.linear(normed2, weight: weights.up))
         let down = Ops.linear(gated, weight: weights.down)
         return Ops.add(afterAttention, dropout(down, options, site: 2 * layer + 1))
+    }
+
+    /// `[tokens, headCount * headDim]`, `[tokens, kvDim]` x2 -> `[tokens, headCount * headDim]`:
+    /// causal grouped-query attention of the kind the configuration names.
+    private func attend(
+        layer: Int, query: Variable, key: Variable, value: Variable, batchSize: Int, seqLen: Int
+    ) -> Variable {
+        let config = config
+        switch config.attention {
+        case .exact:
+            // Tiled exact attention: faster than the plain form at every length measured (1.7x
+            // at 256 tokens, 2.5x at 4096) and memory linear in seqLen (Ops+TiledAttention).
+            return Ops.tiledCausalAttention(
+                query: query, key: key, value: value, batchSize: batchSize, seqLen: seqLen,
+                headCount: config.headCount, kvHeadCount: config.kvHeadCount,
+                headDim: config.headDim)
+        case .slidingWindow(let window, let globalPositions, let randomBlocks):
+            let pattern = SparseAttentionPattern(
+                window: window, globalPositions: globalPositions, randomBlocks: randomBlocks,
+                seed: UInt64(layer))
+            return Ops.sparseCausalAttention(
+                query: query, key: key, value: value, batchSize: batchSize, seqLen: seqLen,
+                headCount: config.headCount, kvHeadCount: config.kvHeadCount,
+                headDim: config.headDim, pattern: pattern)
+        case .performer:
+            return Ops.performerCausalAttention(
+                query: query, key: key, value: value, batchSize: batchSize, seqLen: seqLen,
+                headCount: config.headCount, kvHeadCount: config.kvHeadCount,
+                headDim: config.headDim, features: performerFeatures(layer: layer))
+        }
+    }
+
+    /// Layer `layer`'s Performer features of the current draw: a pure function of the layer
+    /// and `performerDraw`, so a resumed run and a recomputed (checkpointed) block see the
+    /// same features.
+    func performerFeatures(layer: Int) -> RandomFeatures {
+        guard case .performer(let features, _) = config.attention else {
+            preconditionFailure("performer features of a model with \(config.attention.name)")
+        }
+        let seed = UInt64(layer) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(performerDraw)
+        return RandomFeatures(featureCount: features, headDim: config.headDim, seed: seed)
     }
 
     /// Residual dropout with a mask seed of its own per site, so a recomputed block draws the

@@ -54,6 +54,10 @@ public final class TrainableLlama: @unchecked Sendable {
     public let outputNorm: Variable
     /// `[vocabSize, hidden]`, or nil when the output head is the token embedding (tied).
     public let output: Variable?
+    /// Which draw of Performer's random features the layers use (Performer attention only):
+    /// the trainer moves it to `step / redrawEvery` so the features are redrawn periodically,
+    /// as the Performer paper recommends for training.
+    public var performerDraw = 0
 
     /// Every parameter with its GGUF name, in file order.
     public var parameters: [Variable] {

@@ -123,6 +123,9 @@ public final class Trainer {
     /// One optimizer step over `accumulationSteps` micro-batches: returns the mean loss and
     /// the gradient norm before clipping.
     func trainStep() throws -> (loss: Double, gradientNorm: Float) {
+        if case .performer(_, let redrawEvery) = model.config.attention, redrawEvery > 0 {
+            model.performerDraw = step / redrawEvery
+        }
         for parameter in model.parameters { parameter.zeroGradient() }
         var lossSum = 0.0
         for _ in 0..<options.accumulationSteps {
