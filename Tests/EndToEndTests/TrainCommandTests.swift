@@ -189,3 +189,32 @@ struct TrainCommandResumeTests {
         #expect(!generate.standardOutput.isEmpty)
     }
 }
+
+@Suite("swiftlm train: full fine-tuning of the default model", .enabled(if: EndToEnd.enabled))
+struct TrainCommandFineTuneTests {
+    @Test("--init-from the default model: a step at a negligible rate keeps its greedy answer")
+    func fineTuneKeepsModel() throws {
+        let scratch = try TrainScratch()
+        defer { scratch.remove() }
+        let model = DefaultModel.path
+        let train = try CommandLineRun([
+            "train", "--init-from", model, "--data", corpus, "--out", scratch.file("ft"),
+            "--steps", "1", "--batch-size", "1", "--seq-len", "16", "--lr", "1e-12",
+            "--eval-every", "0", "--json",
+        ])
+        #expect(train.status == 0, "\(train.standardError)")
+
+        // The exported F32 file holds the base's weights dequantized exactly; only the
+        // activations' rounding differs from the Q4_1 path, which a short greedy answer to a
+        // clear prompt does not feel.
+        func answer(_ path: String) throws -> String {
+            try CommandLineRun([
+                "generate", "--model", path, "--prompt", "The three primary colors are",
+                "--max-tokens", "4", "--temperature", "0",
+            ]).standardOutput
+        }
+        let base = try answer(model)
+        #expect(!base.isEmpty)
+        #expect(try answer(scratch.file("ft/model.gguf")) == base)
+    }
+}
