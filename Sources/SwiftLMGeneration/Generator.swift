@@ -64,7 +64,7 @@ public struct Generator {
                 tokens: prompt.count, contextLength: context.contextLength)
         }
         let shared = zip(context.tokens, prompt).prefix { $0 == $1 }.count
-        let reused = min(shared, prompt.count - 1)
+        let reused = context.reusablePrefix(min(shared, prompt.count - 1))
         context.truncate(to: reused)
 
         let prefillStart = Date()

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftLMCore
 import Testing
 
 @testable import SwiftLMTraining

@@ -68,9 +68,12 @@ enum TrainCommand: Command {
         let config: LlamaConfig
         if let checkpoint {
             config = checkpoint.state.config
-            if arguments.string("config") != nil,
-                try modelConfig(arguments, vocabSize: vocabulary.tokens.count) != config
-            {
+            // The draw of Performer features moves with the step; the sizes must not.
+            var requested = try arguments.string("config").map {
+                _ in try modelConfig(arguments, vocabSize: vocabulary.tokens.count)
+            }
+            requested?.performerDraw = config.performerDraw
+            if let requested, requested != config {
                 throw UsageError(
                     "--config differs from the model of the checkpoint in \(directory)")
             }
@@ -111,7 +114,7 @@ enum TrainCommand: Command {
             (pretrained?.file ?? tokenizerSource).map(ModelFileWriter.tokenizerMetadata(of:))
             ?? ModelFileWriter.tokenizerMetadata(vocabulary)
         try ModelFileWriter.write(
-            config: config, name: "swiftlm train", tokenizer: tokenizerMetadata,
+            config: model.config, name: "swiftlm train", tokenizer: tokenizerMetadata,
             tensors: model.namedTensors, type: exportType, to: modelPath)
         let records = try MetricsLog.read(directory: directory)
         let plotPath = (directory as NSString).appendingPathComponent("loss.svg")

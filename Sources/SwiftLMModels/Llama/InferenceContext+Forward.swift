@@ -112,6 +112,7 @@ extension InferenceContext {
                 rotate(b.key + token * config.kvDim + head * headDim, position)
             }
 
+            guard cache.slotCount > 0 else { continue }
             let keys = cache.keys(layer: layer, position: position)
             let values = cache.values(layer: layer, position: position)
             keys.update(from: b.key + token * config.kvDim, count: config.kvDim)
@@ -129,6 +130,10 @@ extension InferenceContext {
     /// values, and both products take ggml's order of sums: llamafile's tinyBLAS for a chunk of
     /// two tokens or more, `ggml_vec_dot_f16` for one token (see `FloatKernels`).
     private func attend(layer: Int, tokenCount: Int) {
+        if !performerStates.isEmpty {
+            attendPerformer(layer: layer, tokenCount: tokenCount)
+            return
+        }
         if case .slidingWindow(let window, let globalPositions, _) = model.config.attention {
             attendSlidingWindow(
                 layer: layer, tokenCount: tokenCount, window: window,

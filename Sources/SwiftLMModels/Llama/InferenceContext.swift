@@ -20,6 +20,8 @@ public final class InferenceContext: @unchecked Sendable {
     public let batchCapacity: Int
 
     let buffers: ForwardBuffers
+    /// Per layer, the running state of Performer attention; empty for other kinds.
+    let performerStates: [PerformerState]
 
     /// - Parameters:
     ///   - contextLength: positions the KV cache holds; at most the model's context length.
@@ -32,7 +34,21 @@ public final class InferenceContext: @unchecked Sendable {
         let capacity = min(contextLength ?? config.contextLength, config.contextLength)
         self.model = model
         self.batchCapacity = max(1, min(batchCapacity, capacity))
-        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity)
+        cache = KVCache(
+            layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity,
+            retention: Self.retention(
+                config.attention, capacity: capacity, batchCapacity: self.batchCapacity))
+        if case .performer(let features, _) = config.attention {
+            performerStates = (0..<config.layerCount).map { layer in
+                PerformerState(
+                    headCount: config.headCount, kvHeadCount: config.kvHeadCount,
+                    features: .layer(
+                        layer, draw: config.performerDraw, featureCount: features,
+                        headDim: config.headDim))
+            }
+        } else {
+            performerStates = []
+        }
         pool = ThreadPool(threadCount: threadCount)
         buffers = ForwardBuffers(model: model, batchCapacity: self.batchCapacity, pool: pool)
     }
@@ -48,9 +64,37 @@ public final class InferenceContext: @unchecked Sendable {
     public func reset() { truncate(to: 0) }
 
     /// Forgets every position from `count` on and keeps the cache of the prefix before it.
+    /// `count` must be `reusablePrefix(count)`: 0, or a prefix that the cache still holds.
     public func truncate(to count: Int) {
         cache.truncate(to: count)
         tokens.removeSubrange(count...)
+        if count == 0 { for state in performerStates { state.reset() } }
+    }
+
+    /// `length` when the first `length` tokens can be kept by `truncate(to:)`, else 0: a
+    /// sliding-window cache may have overwritten what a shorter prefix needs, and Performer's
+    /// running sums cannot be rewound.
+    public func reusablePrefix(_ length: Int) -> Int { cache.reusablePrefix(length) }
+
+    /// What the KV cache keeps for `attention`: a sliding window needs only its window, the
+    /// chunk being evaluated and the global positions, unless a global position lies past the
+    /// window (such a token attends to every earlier one, so every position is kept), or the
+    /// ring would not be smaller than the whole context. Performer keeps no keys at all.
+    static func retention(
+        _ attention: AttentionKind, capacity: Int, batchCapacity: Int
+    ) -> KVCache.Retention {
+        switch attention {
+        case .exact:
+            return .all
+        case .slidingWindow(let window, let globalPositions, let randomBlocks):
+            let ring = window + batchCapacity - 1
+            guard randomBlocks == 0, globalPositions.allSatisfy({ $0 < window }),
+                ring + globalPositions.count < capacity
+            else { return .all }
+            return .window(window: window, ringSize: ring, globalPositions: globalPositions)
+        case .performer:
+            return .countOnly
+        }
     }
 
     /// Appends `tokens` to the sequence and returns their logits.

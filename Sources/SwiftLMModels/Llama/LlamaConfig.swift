@@ -28,6 +28,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     /// `swiftlm.attention` (JSON), which llama.cpp ignores: it runs such a file with exact
     /// attention.
     public var attention: AttentionKind = .exact
+    /// Which draw of Performer's random features the model was last trained with
+    /// (`RandomFeatures.layer(_:draw:...)`); 0 for other kinds. Kept in GGUF files as
+    /// `swiftlm.performer_draw`.
+    public var performerDraw = 0
 
     public init(
         vocabSize: Int, hidden: Int, intermediate: Int, layerCount: Int, headCount: Int,
@@ -102,12 +106,15 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
             rmsNormEpsilon: try container.decode(Float.self, forKey: .rmsNormEpsilon),
             tiedEmbeddings: try container.decode(Bool.self, forKey: .tiedEmbeddings))
         attention = try container.decodeIfPresent(AttentionKind.self, forKey: .attention) ?? .exact
+        performerDraw = try container.decodeIfPresent(Int.self, forKey: .performerDraw) ?? 0
     }
 }
 
 extension LlamaConfig {
     /// The GGUF key of `attention` (JSON), written only for kinds other than exact.
     public static let attentionKey = "swiftlm.attention"
+    /// The GGUF key of `performerDraw`, written only for Performer attention.
+    public static let performerDrawKey = "swiftlm.performer_draw"
 
     /// Reads the hyperparameters from `<architecture>.*` metadata keys of a GGUF file.
     public init(gguf file: GGUFFile) throws {
@@ -162,6 +169,13 @@ extension LlamaConfig {
                 throw ModelError.invalidMetadata(
                     key: Self.attentionKey, value: json, expected: "an attention kind in JSON")
             }
+        }
+        if let draw = file.metadata[Self.performerDrawKey] {
+            guard let number = draw.int, number >= 0 else {
+                throw ModelError.invalidMetadata(
+                    key: Self.performerDrawKey, value: "\(draw)", expected: "an integer >= 0")
+            }
+            performerDraw = number
         }
         try validate()
     }

@@ -40,6 +40,9 @@ public enum ModelFileWriter {
             let json = try JSONEncoder().encode(config.attention)
             writer.set(LlamaConfig.attentionKey, .string(String(decoding: json, as: UTF8.self)))
         }
+        if case .performer = config.attention {
+            writer.set(LlamaConfig.performerDrawKey, .uint32(UInt32(config.performerDraw)))
+        }
         for (key, value) in tokenizer { writer.set(key, value) }
 
         for (tensorName, tensor) in tensors {

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftLMCore
 
 /// A token file split for training: the first tokens to train on, the last
 /// `validationFraction` of them held out to measure generalization, as nanoGPT's

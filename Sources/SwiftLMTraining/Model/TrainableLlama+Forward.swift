@@ -107,8 +107,8 @@ extension TrainableLlama {
         guard case .performer(let features, _) = config.attention else {
             preconditionFailure("performer features of a model with \(config.attention.name)")
         }
-        let seed = UInt64(layer) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(performerDraw)
-        return RandomFeatures(featureCount: features, headDim: config.headDim, seed: seed)
+        return RandomFeatures.layer(
+            layer, draw: performerDraw, featureCount: features, headDim: config.headDim)
     }
 
     /// Residual dropout with a mask seed of its own per site, so a recomputed block draws the

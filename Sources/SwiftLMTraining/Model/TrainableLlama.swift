@@ -46,7 +46,8 @@ public struct ForwardOptions: Sendable {
 /// adjacent-pair RoPE (`ropeInterleaved`), as llama.cpp's converter permutes them.
 /// `WeightNames.huggingFace` translates to and from HF's half-split layout.
 public final class TrainableLlama: @unchecked Sendable {
-    public let config: LlamaConfig
+    /// The configuration; only `performerDraw` changes during training.
+    public private(set) var config: LlamaConfig
     /// `[vocabSize, hidden]`
     public let tokenEmbedding: Variable
     public let blocks: [TrainableLlamaBlock]
@@ -57,7 +58,10 @@ public final class TrainableLlama: @unchecked Sendable {
     /// Which draw of Performer's random features the layers use (Performer attention only):
     /// the trainer moves it to `step / redrawEvery` so the features are redrawn periodically,
     /// as the Performer paper recommends for training.
-    public var performerDraw = 0
+    public var performerDraw: Int {
+        get { config.performerDraw }
+        set { config.performerDraw = newValue }
+    }
 
     /// Every parameter with its GGUF name, in file order.
     public var parameters: [Variable] {

@@ -14,9 +14,7 @@ extension InferenceContext {
                     supported: "sliding windows without random blocks in inference")
             }
         case .performer:
-            throw ModelError.unsupportedMetadata(
-                key: LlamaConfig.attentionKey, value: "performer",
-                supported: "exact and sliding_window attention in inference")
+            return
         }
     }
 
@@ -38,8 +36,8 @@ extension InferenceContext {
     /// `[tokenCount, headCount * headDim] -> [tokenCount, headCount * headDim]`.
     ///
     /// Plain F32 arithmetic (no F16 rounding of the query or the weights): llama.cpp has no
-    /// such attention to agree with. The cache still holds every position; only the work
-    /// is cut to the window.
+    /// such attention to agree with. The cache keeps only the window, the chunk and the global
+    /// positions where it can (`InferenceContext.retention`).
     func attendSlidingWindow(
         layer: Int, tokenCount: Int, window: Int, globalPositions: [Int]
     ) {
@@ -79,6 +77,24 @@ extension InferenceContext {
                     for dimension in 0..<headDim { output[dimension] += weight * value[dimension] }
                 }
             }
+        }
+    }
+}
+
+extension InferenceContext {
+    /// Causal Performer attention of this chunk's queries, token by token through each layer's
+    /// running sums: `[tokenCount, headCount * headDim] -> [tokenCount, headCount * headDim]`.
+    /// Keys and values go into the sums, never into the cache, so a token costs the same at
+    /// any position. F32 throughout (the keys are not rounded to F16), as in training.
+    func attendPerformer(layer: Int, tokenCount: Int) {
+        let config = model.config
+        let queryDim = config.headCount * config.headDim
+        let state = performerStates[layer]
+        let b = buffers
+        for token in 0..<tokenCount {
+            state.append(
+                key: b.key + token * config.kvDim, value: b.value + token * config.kvDim)
+            state.attend(query: b.query + token * queryDim, into: b.attention + token * queryDim)
         }
     }
 }
