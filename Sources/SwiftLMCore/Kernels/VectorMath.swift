@@ -83,8 +83,8 @@ public enum VectorMath {
     /// from exponent bits. `VectorMath.exp` also rounds results outside binary32's normal range
     /// exactly as AVX-512's `scalef` does, which it needs to match ggml bit for bit; the masked
     /// Int32 lane updates that this takes compiled to per-lane code through the stack, and
-    /// were half the tiled attention's forward time when it called `VectorMath.exp`. Clamping x is enough
-    /// here. Used by the tiled attention and the Performer feature map.
+    /// were half the tiled attention's forward time when it called `VectorMath.exp`. Clamping
+    /// x is enough here. Used by the tiled attention and the Performer feature map.
     @inlinable @inline(__always)
     public static func clampedExp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         typealias V = SIMD16<Float>

@@ -3,10 +3,15 @@ import Synchronization
 
 /// The one pool of worker threads that every parallel kernel runs on.
 ///
-/// `parallelFor` splits `0..<count` into one contiguous chunk per thread; the calling thread
-/// works on the first chunk, so a pool of `threadCount` runs `threadCount - 1` workers. Workers
-/// are created once, spin briefly and then sleep between jobs, so a decode step creates no
-/// threads and rarely makes a system call.
+/// `parallelFor` cuts `0..<count` into a few contiguous pieces per thread, which the threads
+/// claim one at a time from a shared counter; the calling thread claims pieces too, so a pool
+/// of `threadCount` runs `threadCount - 1` workers. When the operating system deschedules a
+/// thread (on a shared machine, for another process), the others take the pieces it has not
+/// claimed, where a fixed split would leave its whole share waiting. The caller still waits
+/// for every worker to check in before it returns, since the job's closure must not outlive
+/// the call; a worker that has not woken yet costs that wait, but no work.
+/// Workers are created once, spin for a bounded time and then sleep between jobs, so a decode
+/// step creates no threads and rarely makes a system call.
 public final class ThreadPool: @unchecked Sendable {
     public let threadCount: Int
     private let board: JobBoard
@@ -31,20 +36,21 @@ public final class ThreadPool: @unchecked Sendable {
     /// The number of threads to use when the user does not say: the cores this process may use.
     public static var defaultThreadCount: Int { ProcessInfo.processInfo.activeProcessorCount }
 
-    /// Runs `body` on disjoint chunks of `0..<count` across the pool; returns when all are done.
+    /// Runs `body` on disjoint pieces of `0..<count` across the pool; returns when all are done.
     public func parallelFor(_ count: Int, _ body: (Range<Int>) -> Void) {
         parallelFor(count) { range, _ in body(range) }
     }
 
     /// Like `parallelFor(_:_:)`, also passing the index (`0..<threadCount`) of the thread that
-    /// runs the chunk, so callers can give each thread its own preallocated scratch.
+    /// runs the piece, so callers can give each thread its own preallocated scratch. A thread
+    /// may run several pieces, one after another.
     ///
     /// A call made while the workers are taken (a nested call from inside a body, or a second
     /// caller thread such as a concurrently running test) runs the whole range on the calling
-    /// thread as chunk 0 instead of waiting: correct, never deadlocked, only not parallel.
+    /// thread as one piece instead of waiting: correct, never deadlocked, only not parallel.
     public func parallelFor(_ count: Int, _ body: (Range<Int>, Int) -> Void) {
-        let chunks = min(threadCount, count)
-        if chunks <= 1 {
+        let threads = min(threadCount, count)
+        if threads <= 1 {
             if count > 0 { body(0..<count, 0) }
             return
         }
@@ -56,18 +62,28 @@ public final class ThreadPool: @unchecked Sendable {
         }
         defer { busy.store(false, ordering: .releasing) }
 
+        // Pieces of at least one item, `piecesPerThread` per thread where there are enough.
+        let pieces = min(count, threads * Self.piecesPerThread)
         withoutActuallyEscaping(body) { body in
-            let run: (Int) -> Void = { chunk in
-                guard chunk < chunks else { return }
-                let lower = count * chunk / chunks
-                let upper = count * (chunk + 1) / chunks
-                if lower < upper { body(lower..<upper, chunk) }
+            let board = board
+            let run: (Int) -> Void = { thread in
+                while true {
+                    let piece = board.claim()
+                    guard piece < pieces else { return }
+                    let lower = count * piece / pieces
+                    let upper = count * (piece + 1) / pieces
+                    body(lower..<upper, thread)
+                }
             }
             board.post(run, workers: threadCount - 1)
             run(0)
             board.waitUntilDone()
         }
     }
+
+    /// Pieces per thread: enough that a late thread's share is small, few enough that the
+    /// counter is not contended and each piece is long enough for a kernel's inner blocks.
+    static let piecesPerThread = 4
 }
 
 /// The state the caller and the workers share; workers hold it strongly so it outlives the pool.
@@ -76,11 +92,18 @@ public final class ThreadPool: @unchecked Sendable {
 /// waking a sleeping thread for each (a futex round trip) would cost as much as the work. Both
 /// sides therefore spin briefly on atomics before they sleep on the condition: a worker between
 /// the regions of one step catches the next job without a system call, and an idle pool still
-/// sleeps. The spin is bounded, so an oversubscribed machine loses at most `spinLimit` loads.
+/// sleeps. The spin is bounded in time, so an oversubscribed machine loses at most
+/// `spinNanoseconds` per gap.
 private final class JobBoard: @unchecked Sendable {
-    /// Atomic loads a thread spins before it sleeps: some tens of microseconds. (Swift has no
-    /// spin-loop hint; x86's `pause` is an inline intrinsic that does not import.)
-    private static let spinLimit = 20_000
+    /// How long a thread spins before it sleeps. Long enough to bridge the serial work between
+    /// the parallel regions of a decode step (a sampler, a norm), short enough that an idle pool
+    /// soon stops taking a core. A count of loads (20,000) was tried first: on a 2-core EPYC it
+    /// lasted only a few microseconds, the worker slept in almost every gap, and a small model
+    /// decoded 6 times slower with two threads than with one (43 context switches per token).
+    private static let spinNanoseconds: UInt64 = 500_000
+    /// Loads between two readings of the clock while spinning. (Swift has no spin-loop hint;
+    /// x86's `pause` is an inline intrinsic that does not import.)
+    private static let loadsPerClockReading = 256
 
     private let condition = NSCondition()
     /// Written by the caller only while no worker runs; published by the release of
@@ -89,9 +112,25 @@ private final class JobBoard: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// The next unclaimed piece of the current job.
+    private let nextPiece = Atomic<Int>(0)
+
+    /// Claims the next piece of the current job.
+    func claim() -> Int { nextPiece.add(1, ordering: .relaxed).oldValue }
+
+    /// Spins while `condition` holds, for at most `spinNanoseconds`; returns whether it still
+    /// holds.
+    private static func spin(while condition: () -> Bool) -> Bool {
+        let deadline = DispatchTime.now().uptimeNanoseconds + spinNanoseconds
+        while true {
+            for _ in 0..<loadsPerClockReading where !condition() { return false }
+            if DispatchTime.now().uptimeNanoseconds >= deadline { return condition() }
+        }
+    }
 
     func post(_ run: @escaping (Int) -> Void, workers: Int) {
         job = run
+        nextPiece.store(0, ordering: .relaxed)
         pending.store(workers, ordering: .relaxed)
         generation.add(1, ordering: .releasing)
 
@@ -102,11 +141,7 @@ private final class JobBoard: @unchecked Sendable {
     }
 
     func waitUntilDone() {
-        var spins = 0
-        while pending.load(ordering: .acquiring) > 0 && spins < Self.spinLimit {
-            spins += 1
-        }
-        if pending.load(ordering: .acquiring) > 0 {
+        if Self.spin(while: { pending.load(ordering: .acquiring) > 0 }) {
             condition.lock()
             while pending.load(ordering: .acquiring) > 0 { condition.wait() }
             condition.unlock()
@@ -144,11 +179,7 @@ private final class JobBoard: @unchecked Sendable {
 
     /// Returns once a job newer than `seen` is posted or the pool stops.
     private func waitForJob(after seen: Int) {
-        var spins = 0
-        while isIdle(after: seen) && spins < Self.spinLimit {
-            spins += 1
-        }
-        guard isIdle(after: seen) else { return }
+        guard Self.spin(while: { isIdle(after: seen) }) else { return }
 
         condition.lock()
         while isIdle(after: seen) { condition.wait() }
