@@ -120,8 +120,13 @@ public struct Sampler: Sendable {
 }
 
 /// The index of the largest logit; the first one on ties, as llama.cpp's greedy sampler.
-public func argmax(_ logits: [Float]) -> Int {
+public func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
     var best = 0
     for i in logits.indices where logits[i] > logits[best] { best = i }
     return best
+}
+
+/// The index of the largest logit; the first one on ties.
+public func argmax(_ logits: [Float]) -> Int {
+    logits.withUnsafeBufferPointer { argmax($0) }
 }

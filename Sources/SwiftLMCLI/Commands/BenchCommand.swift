@@ -93,7 +93,8 @@ enum BenchCommand: Command {
     }
 
     /// One repetition from an empty context: the prompt in one `evaluate`, then `genTokens`
-    /// single-token steps, each fed the argmax of the previous logits.
+    /// single-token steps (`decode`, which allocates nothing), each fed the argmax of the
+    /// previous logits.
     static func measure(
         _ context: InferenceContext, _ prompt: [Int], genTokens: Int
     ) throws -> Timing {
@@ -105,7 +106,7 @@ enum BenchCommand: Command {
 
         var next = argmax(logits)
         let decode = try clock.measure {
-            for _ in 0..<genTokens { next = argmax(try context.evaluate([next])) }
+            for _ in 0..<genTokens { next = argmax(try context.decode(next)) }
         }
         return Timing(prefillSeconds: seconds(prefill), decodeSeconds: seconds(decode))
     }

@@ -65,18 +65,8 @@ public final class ThreadPool: @unchecked Sendable {
         // Pieces of at least one item, `piecesPerThread` per thread where there are enough.
         let pieces = min(count, threads * Self.piecesPerThread)
         withoutActuallyEscaping(body) { body in
-            let board = board
-            let run: (Int) -> Void = { thread in
-                while true {
-                    let piece = board.claim()
-                    guard piece < pieces else { return }
-                    let lower = count * piece / pieces
-                    let upper = count * (piece + 1) / pieces
-                    body(lower..<upper, thread)
-                }
-            }
-            board.post(run, workers: threadCount - 1)
-            run(0)
+            board.post(Job(body: body, count: count, pieces: pieces), workers: threadCount - 1)
+            board.runPieces(thread: 0)
             board.waitUntilDone()
         }
     }
@@ -84,6 +74,14 @@ public final class ThreadPool: @unchecked Sendable {
     /// Pieces per thread: enough that a late thread's share is small, few enough that the
     /// counter is not contended and each piece is long enough for a kernel's inner blocks.
     static let piecesPerThread = 4
+}
+
+/// One `parallelFor` call: its body and how its range is cut. Posting it stores the caller's
+/// closure as it is, so a parallel region allocates nothing.
+private struct Job {
+    let body: (Range<Int>, Int) -> Void
+    let count: Int
+    let pieces: Int
 }
 
 /// The state the caller and the workers share; workers hold it strongly so it outlives the pool.
@@ -108,15 +106,24 @@ private final class JobBoard: @unchecked Sendable {
     private let condition = NSCondition()
     /// Written by the caller only while no worker runs; published by the release of
     /// `generation` and read after its acquire.
-    private var job: ((Int) -> Void)?
+    private var job: Job?
     private let generation = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     /// The next unclaimed piece of the current job.
     private let nextPiece = Atomic<Int>(0)
 
-    /// Claims the next piece of the current job.
-    func claim() -> Int { nextPiece.add(1, ordering: .relaxed).oldValue }
+    /// Runs pieces of the current job on thread `thread` until none is left.
+    func runPieces(thread: Int) {
+        guard let job else { return }
+        while true {
+            let piece = nextPiece.add(1, ordering: .relaxed).oldValue
+            guard piece < job.pieces else { return }
+            let lower = job.count * piece / job.pieces
+            let upper = job.count * (piece + 1) / job.pieces
+            job.body(lower..<upper, thread)
+        }
+    }
 
     /// Spins while `condition` holds, for at most `spinNanoseconds`; returns whether it still
     /// holds.
@@ -128,8 +135,8 @@ private final class JobBoard: @unchecked Sendable {
         }
     }
 
-    func post(_ run: @escaping (Int) -> Void, workers: Int) {
-        job = run
+    func post(_ newJob: Job, workers: Int) {
+        job = newJob
         nextPiece.store(0, ordering: .relaxed)
         pending.store(workers, ordering: .relaxed)
         generation.add(1, ordering: .releasing)
@@ -163,11 +170,9 @@ private final class JobBoard: @unchecked Sendable {
             if stopping.load(ordering: .acquiring) { return }
             seenGeneration = generation.load(ordering: .acquiring)
 
-            var work = job
-            work?(workerIndex)
-            // Drop the reference before reporting: the caller's closure must not outlive the
-            // call that lent it (withoutActuallyEscaping checks this).
-            work = nil
+            // The caller's closure must not outlive the call that lent it: no reference to the
+            // job survives `runPieces`.
+            runPieces(thread: workerIndex)
 
             if pending.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
                 condition.lock()

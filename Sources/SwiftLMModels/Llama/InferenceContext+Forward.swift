@@ -5,7 +5,7 @@ extension InferenceContext {
     /// One forward pass over `tokens` at positions `position..<position + tokens.count`:
     /// `[tokenCount] -> [logitRows, vocabSize]` in `buffers.logits`, for the last `logitRows`
     /// tokens. Appends the tokens' keys and values to the cache.
-    func forward(_ tokens: [Int], logitRows: Int) {
+    func forward(_ tokens: ArraySlice<Int>, logitRows: Int) {
         let config = model.config
         let tokenCount = tokens.count
         let hidden = config.hidden
@@ -49,7 +49,7 @@ extension InferenceContext {
     }
 
     /// `[tokenCount] -> [tokenCount, hidden]`: rows of the embedding table, dequantized.
-    private func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
+    private func embed(_ tokens: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>) {
         let table = model.tokenEmbedding
         let hidden = model.config.hidden
         for (row, token) in tokens.enumerated() {

@@ -51,6 +51,7 @@ public final class InferenceContext: @unchecked Sendable {
         }
         pool = ThreadPool(threadCount: threadCount)
         buffers = ForwardBuffers(model: model, batchCapacity: self.batchCapacity, pool: pool)
+        tokens.reserveCapacity(capacity)
     }
 
     /// Positions held so far: the position of the next token.
@@ -102,21 +103,13 @@ public final class InferenceContext: @unchecked Sendable {
     /// `[tokenCount] -> [vocabSize]` for `.last`, `[tokenCount, vocabSize]` for `.all`.
     public func evaluate(_ tokens: [Int], logits request: LogitsRequest = .last) throws -> [Float] {
         let vocabSize = model.config.vocabSize
-        guard !tokens.isEmpty else { throw ModelError.emptyPrompt }
-        guard position + tokens.count <= contextLength else {
-            throw ModelError.contextOverflow(
-                tokens: position + tokens.count, contextLength: contextLength)
-        }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
-            throw ModelError.tokenOutOfRange(id: bad, vocabSize: vocabSize)
-        }
-        try Self.checkInferenceSupport(model.config.attention)
+        try check(tokens)
 
         var result: [Float] = []
         result.reserveCapacity(request == .all ? tokens.count * vocabSize : vocabSize)
         var start = 0
         while start < tokens.count {
-            let chunk = Array(tokens[start..<min(start + batchCapacity, tokens.count)])
+            let chunk = tokens[start..<min(start + batchCapacity, tokens.count)]
             let isLastChunk = start + chunk.count == tokens.count
             let wantRows = request == .all ? chunk.count : (isLastChunk ? 1 : 0)
             forward(chunk, logitRows: wantRows)
@@ -126,6 +119,30 @@ public final class InferenceContext: @unchecked Sendable {
             start += chunk.count
         }
         return result
+    }
+
+    /// Appends one token and returns its logits, `[vocabSize]`, as a view of the context's own
+    /// buffer: valid until the next call that evaluates tokens. A decode step this way
+    /// allocates nothing (a test counts it), where `evaluate` returns a new array.
+    public func decode(_ token: Int) throws -> UnsafeBufferPointer<Float> {
+        try check(CollectionOfOne(token))
+        tokens.append(token)
+        forward(tokens[(tokens.count - 1)...], logitRows: 1)
+        return UnsafeBufferPointer(start: buffers.logits, count: model.config.vocabSize)
+    }
+
+    /// Throws unless `tokens` fit in the context, are valid ids, and the attention kind runs.
+    private func check<Tokens: Collection<Int>>(_ tokens: Tokens) throws {
+        let vocabSize = model.config.vocabSize
+        guard !tokens.isEmpty else { throw ModelError.emptyPrompt }
+        guard position + tokens.count <= contextLength else {
+            throw ModelError.contextOverflow(
+                tokens: position + tokens.count, contextLength: contextLength)
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
+            throw ModelError.tokenOutOfRange(id: bad, vocabSize: vocabSize)
+        }
+        try Self.checkInferenceSupport(model.config.attention)
     }
 }
 
