@@ -12,7 +12,7 @@ enum TrainCommand: Command {
                swiftlm train --resume --data PATH --out DIR
 
         Model:
-          --config FILE|PRESET   a JSON model config or a preset: tiny (~0.9M parameters),
+          --config FILE|PRESET   a JSON model config or a preset: tiny (~0.8M parameters),
                                  small (~10M); see docs/TRAINING.md for the JSON keys
           --init-from PATH       start from a pretrained GGUF (full fine-tuning)
           --tokenizer PATH       a GGUF whose tokenizer to use from scratch (default: bytes)
