@@ -16,6 +16,17 @@ import PackageDescription
     let cpuFlags: [SwiftSetting] = []
 #endif
 let kernelFlags = cpuFlags + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// The one module built for AVX-512 VNNI (Cascade Lake's features, which Zen 4 has too): its
+// kernels run only where SwiftLMCore has checked the CPU at run time. Only pointers and scalars
+// cross its boundary, so its wider registers never meet the Haswell-built modules' SIMD values.
+#if arch(x86_64)
+    let vnniFlags: [SwiftSetting] = [
+        .unsafeFlags(["-target-cpu", "cascadelake"]),
+        .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    ]
+#else
+    let vnniFlags: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "SwiftLM",
@@ -27,10 +38,15 @@ let package = Package(
         // The system BLAS (OpenBLAS from Debian's libopenblas-dev; Accelerate on Apple).
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Dot kernels on AVX-512 VNNI, chosen at run time by SwiftLMCore where the CPU has it.
+        .target(name: "SwiftLMKernelsVNNI", swiftSettings: vnniFlags),
         // Tensors, element types, quantized blocks, kernels, BLAS and the thread pool.
         .target(
             name: "SwiftLMCore",
-            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))],
+            dependencies: [
+                "SwiftLMKernelsVNNI",
+                .target(name: "COpenBLAS", condition: .when(platforms: [.linux])),
+            ],
             swiftSettings: kernelFlags),
         // Model file formats (GGUF, safetensors), memory-mapped and validated, and the one file
         // layer (memory maps, atomic and appending writers) that every module uses.
@@ -64,7 +80,7 @@ let package = Package(
             swiftSettings: cpuFlags),
 
         .testTarget(
-            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore"],
+            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore", "SwiftLMKernelsVNNI"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"],

@@ -1,3 +1,5 @@
+import SwiftLMKernelsVNNI
+
 /// Fast dot kernels, one per weight type, with the signature of `DotKernel`.
 ///
 /// For the 32-element block types (Q8_0, Q4_0, Q4_1) they compute what llama.cpp's x86 kernels
@@ -89,4 +91,43 @@ enum FastDot {
         }
         return VectorMath.sum(lanes) + offsets
     }
+
+    // MARK: - AVX-512 VNNI
+
+    /// `VNNIKernels.dotQ4_1` where the CPU runs it: the same bits as `q4_1`, with one
+    /// `vpdpbusd` for the integer sums of two blocks.
+    static let vnniQ4_1: DotKernel? = {
+        #if arch(x86_64)
+            return VNNIKernels.isSupported ? VNNIKernels.dotQ4_1 : nil
+        #else
+            return nil
+        #endif
+    }()
+
+    /// `VNNIKernels.dotQ8_0` where the CPU runs it: the same bits as `q8_0`.
+    static let vnniQ8_0: DotKernel? = {
+        #if arch(x86_64)
+            return VNNIKernels.isSupported ? VNNIKernels.dotQ8_0 : nil
+        #else
+            return nil
+        #endif
+    }()
+
+    /// `VNNIKernels.productQ8_0` where the CPU runs it: four output features at a time.
+    static let vnniTileQ8_0: TileKernel? = {
+        #if arch(x86_64)
+            return VNNIKernels.isSupported ? VNNIKernels.productQ8_0 : nil
+        #else
+            return nil
+        #endif
+    }()
+
+    /// `VNNIKernels.productQ4_1` where the CPU runs it: four output features at a time.
+    static let vnniTileQ4_1: TileKernel? = {
+        #if arch(x86_64)
+            return VNNIKernels.isSupported ? VNNIKernels.productQ4_1 : nil
+        #else
+            return nil
+        #endif
+    }()
 }

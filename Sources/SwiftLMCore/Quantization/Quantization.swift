@@ -2,6 +2,17 @@
 /// `weightRow` holds `count` elements of the weight type and `activations` the same count of that
 /// type's activation type (`Quantization.activationType(for:)`). `count` must be a whole number
 /// of blocks of both; kernels check nothing in release builds.
+/// Four output features of a product at once: `output[r * outputStride + i]` = weight row i ·
+/// activation row r for i in 0..<4 and r in 0..<rowCount, the weight rows `weightRowBytes`
+/// apart and the activation rows `activationRowBytes` apart, `count` elements each. Every
+/// result is the bits of the type's `DotKernel` on the same two rows.
+public typealias TileKernel =
+    @Sendable (
+        _ weights: UnsafeRawPointer, _ weightRowBytes: Int, _ activations: UnsafeRawPointer,
+        _ activationRowBytes: Int, _ rowCount: Int, _ count: Int,
+        _ output: UnsafeMutablePointer<Float>, _ outputStride: Int
+    ) -> Void
+
 public typealias DotKernel =
     @Sendable (_ weightRow: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int) ->
     Float
@@ -52,15 +63,25 @@ public enum Quantization {
     /// (the tests name the tolerance per type).
     ///
     /// - Precondition: `weightType.isSupported`.
+    /// The tile kernel for `weightType` where this CPU has one (Q4_1 and Q8_0 on AVX-512
+    /// VNNI), else nil: products then call the dot kernel once per output element.
+    public static func tileKernel(for weightType: ElementType) -> TileKernel? {
+        switch weightType {
+        case .q4_1: return FastDot.vnniTileQ4_1
+        case .q8_0: return FastDot.vnniTileQ8_0
+        default: return nil
+        }
+    }
+
     public static func dotKernel(for weightType: ElementType, rowCount: Int = 1) -> DotKernel {
         let batched = rowCount >= 2
         switch weightType {
         case .f32: return batched ? FastDot.f32Batched : FastDot.f32
         case .f16: return batched ? FastDot.f16Batched : FastDot.f16
         case .bf16: return FastDot.bf16
-        case .q8_0: return FastDot.q8_0
+        case .q8_0: return FastDot.vnniQ8_0 ?? FastDot.q8_0
         case .q4_0: return FastDot.q4_0
-        case .q4_1: return FastDot.q4_1
+        case .q4_1: return FastDot.vnniQ4_1 ?? FastDot.q4_1
         case .q4_K: return FastDot.q4_K
         case .q5_K: return FastDot.q5_K
         case .q6_K: return FastDot.q6_K

@@ -1,0 +1,359 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+#if arch(x86_64)
+    import _Builtin_intrinsics.intel
+#endif
+
+/// Dot kernels on AVX-512 VNNI's `vpdpbusd` (four unsigned-by-signed byte products summed into
+/// each 32-bit lane, one instruction), for CPUs that have it: Intel from Cascade Lake, AMD from
+/// Zen 4.
+///
+/// This module alone is compiled for such a CPU (Package.swift), so nothing here may run before
+/// `isSupported` has said yes: SwiftLMCore asks it once and hands these kernels out only then.
+/// It depends on nothing, so that no code of the rest of the package is compiled with AVX-512;
+/// the block layouts it reads are restated below, and the tests hold every kernel here to its
+/// twin in SwiftLMCore's `FastDot` bit for bit.
+///
+/// The arithmetic is `FastDot`'s, which is llama.cpp's: per 32-element block, eight exact integer
+/// sums of four consecutive products; each of eight float lanes accumulates
+/// `fma(dw * da, sum, lane)`; the lanes are added by halving. `vpdpbusd` yields the same eight
+/// integer sums as `FastDot`'s shifts and `pmaddwd`s (all are exact), two blocks per
+/// instruction, and the float steps keep their order, so the results are the same bits.
+public enum VNNIKernels {
+    /// Whether this CPU runs the kernels: AVX-512 F, BW, VL and VNNI, read from the flags that
+    /// the kernel reports in /proc/cpuinfo (Linux). False elsewhere, where the portable kernels
+    /// run instead, and where the environment sets `SWIFTLM_NO_VNNI` (to compare the two).
+    public static let isSupported: Bool = {
+        #if arch(x86_64) && os(Linux)
+            if getenv("SWIFTLM_NO_VNNI") != nil { return false }
+            guard let file = fopen("/proc/cpuinfo", "r") else { return false }
+            defer { fclose(file) }
+            var line: UnsafeMutablePointer<CChar>? = nil
+            var capacity = 0
+            defer { free(line) }
+            while getline(&line, &capacity, file) > 0 {
+                let text = String(cString: line!)
+                guard text.hasPrefix("flags") else { continue }
+                let flags = Set(text.split(separator: " ").map { $0.trimmingSuffixNewline() })
+                return ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "f16c", "fma"]
+                    .allSatisfy { flags.contains($0) }
+            }
+            return false
+        #else
+            return false
+        #endif
+    }()
+
+    #if arch(x86_64)
+        // Q4_1: f16 scale d, f16 minimum m, 16 bytes of nibbles (elements 0-15 low, 16-31
+        // high); 20 bytes. Q8_1: f16 scale d, f16 s = d * sum(q), 32 signed bytes; 36 bytes.
+        static let q4_1Bytes = 20
+        static let q8_1Bytes = 36
+        static let quantsOffset = 4
+
+        /// `FastDot.q4_1`: `[count]` Q4_1 weights · `[count]` Q8_1 activations.
+        public static func dotQ4_1(
+            _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
+        ) -> Float {
+            let blocks = count / 32
+            var lanes = SIMD8<Float>()
+            var offsets: Float = 0
+            var w = weights
+            var a = activations
+            var block = 0
+
+            while block + 2 <= blocks {
+                let sums = blockSums(
+                    nibbles(w), nibbles(w + q4_1Bytes), quants(a), quants(a + q8_1Bytes))
+                accumulate(sums.lowHalf, w, a, &lanes, &offsets)
+                accumulate(sums.highHalf, w + q4_1Bytes, a + q8_1Bytes, &lanes, &offsets)
+                w += 2 * q4_1Bytes
+                a += 2 * q8_1Bytes
+                block += 2
+            }
+            if block < blocks {
+                let sums = blockSums(nibbles(w), SIMD32(), quants(a), SIMD32())
+                accumulate(sums.lowHalf, w, a, &lanes, &offsets)
+            }
+            return sum(lanes) + offsets
+        }
+
+        /// Four output features at once: `output[r * outputStride + i]` = weight row i ·
+        /// activation row r, for i in 0..<4 and r in 0..<rowCount, each the same bits as
+        /// `dotQ4_1` of the two rows.
+        ///
+        /// One dot product is a chain of dependent multiply-adds, one per block, so alone it
+        /// runs at the latency of a multiply-add; a tile of four weight rows (times two
+        /// activation rows in prefill) runs four or eight independent chains, and reads each
+        /// block of nibbles and of activations once for all of them.
+        public static func productQ4_1(
+            weights: UnsafeRawPointer, weightRowBytes: Int, activations: UnsafeRawPointer,
+            activationRowBytes: Int, rowCount: Int, count: Int,
+            output: UnsafeMutablePointer<Float>, outputStride: Int
+        ) {
+            var row = 0
+            while row + 2 <= rowCount {
+                tile4x2(
+                    weights, weightRowBytes, activations + row * activationRowBytes,
+                    activationRowBytes, count, output + row * outputStride, outputStride)
+                row += 2
+            }
+            if row < rowCount {
+                tile4x1(
+                    weights, weightRowBytes, activations + row * activationRowBytes, count,
+                    output + row * outputStride)
+            }
+        }
+
+        /// Four weight rows times one activation row.
+        @inline(__always)
+        static func tile4x1(
+            _ weights: UnsafeRawPointer, _ weightRowBytes: Int, _ activations: UnsafeRawPointer,
+            _ count: Int, _ output: UnsafeMutablePointer<Float>
+        ) {
+            var (l0, l1, l2, l3) = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+            var (o0, o1, o2, o3): (Float, Float, Float, Float) = (0, 0, 0, 0)
+            var w = weights
+            var a = activations
+            for _ in 0..<(count / 32) {
+                let q = quants(a)
+                let (da, sa) = halves(a)
+                let w1 = w + weightRowBytes
+                let w2 = w1 + weightRowBytes
+                let w3 = w2 + weightRowBytes
+                let s01 = blockSums(nibbles(w), nibbles(w1), q, q)
+                let s23 = blockSums(nibbles(w2), nibbles(w3), q, q)
+                step(s01.lowHalf, w, da, sa, &l0, &o0)
+                step(s01.highHalf, w1, da, sa, &l1, &o1)
+                step(s23.lowHalf, w2, da, sa, &l2, &o2)
+                step(s23.highHalf, w3, da, sa, &l3, &o3)
+                w += q4_1Bytes
+                a += q8_1Bytes
+            }
+            output[0] = sum(l0) + o0
+            output[1] = sum(l1) + o1
+            output[2] = sum(l2) + o2
+            output[3] = sum(l3) + o3
+        }
+
+        /// Four weight rows times two activation rows.
+        @inline(__always)
+        static func tile4x2(
+            _ weights: UnsafeRawPointer, _ weightRowBytes: Int, _ activations: UnsafeRawPointer,
+            _ activationRowBytes: Int, _ count: Int, _ output: UnsafeMutablePointer<Float>,
+            _ outputStride: Int
+        ) {
+            var (l00, l10, l20, l30) = (
+                SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
+            )
+            var (l01, l11, l21, l31) = (
+                SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
+            )
+            var (o00, o10, o20, o30): (Float, Float, Float, Float) = (0, 0, 0, 0)
+            var (o01, o11, o21, o31): (Float, Float, Float, Float) = (0, 0, 0, 0)
+            var w = weights
+            var a = activations
+            for _ in 0..<(count / 32) {
+                let a1 = a + activationRowBytes
+                let (q0, q1) = (quants(a), quants(a1))
+                let (da0, sa0) = halves(a)
+                let (da1, sa1) = halves(a1)
+                let w1 = w + weightRowBytes
+                let w2 = w1 + weightRowBytes
+                let w3 = w2 + weightRowBytes
+                let n0 = nibbles(w)
+                let n1 = nibbles(w1)
+                let n2 = nibbles(w2)
+                let n3 = nibbles(w3)
+                let s0 = blockSums(n0, n0, q0, q1)
+                let s1 = blockSums(n1, n1, q0, q1)
+                let s2 = blockSums(n2, n2, q0, q1)
+                let s3 = blockSums(n3, n3, q0, q1)
+                step(s0.lowHalf, w, da0, sa0, &l00, &o00)
+                step(s0.highHalf, w, da1, sa1, &l01, &o01)
+                step(s1.lowHalf, w1, da0, sa0, &l10, &o10)
+                step(s1.highHalf, w1, da1, sa1, &l11, &o11)
+                step(s2.lowHalf, w2, da0, sa0, &l20, &o20)
+                step(s2.highHalf, w2, da1, sa1, &l21, &o21)
+                step(s3.lowHalf, w3, da0, sa0, &l30, &o30)
+                step(s3.highHalf, w3, da1, sa1, &l31, &o31)
+                w += q4_1Bytes
+                a += q8_1Bytes
+            }
+            output[0] = sum(l00) + o00
+            output[1] = sum(l10) + o10
+            output[2] = sum(l20) + o20
+            output[3] = sum(l30) + o30
+            let next = output + outputStride
+            next[0] = sum(l01) + o01
+            next[1] = sum(l11) + o11
+            next[2] = sum(l21) + o21
+            next[3] = sum(l31) + o31
+        }
+
+        /// `accumulate` with the activation block's scale and sum already read.
+        @inline(__always)
+        static func step(
+            _ sums: SIMD8<Int32>, _ w: UnsafeRawPointer, _ da: Float, _ sa: Float,
+            _ lanes: inout SIMD8<Float>, _ offsets: inout Float
+        ) {
+            let (dw, mw) = halves(w)
+            offsets = offsets.addingProduct(mw, sa)
+            lanes = lanes.addingProduct(SIMD8(repeating: dw * da), SIMD8<Float>(sums))
+        }
+
+        // Q8_0: f16 scale d, 32 signed bytes; 34 bytes, for weights and activations alike.
+        static let q8_0Bytes = 34
+        static let q8_0QuantsOffset = 2
+
+        /// `FastDot.q8_0`: `[count]` Q8_0 weights · `[count]` Q8_0 activations.
+        public static func dotQ8_0(
+            _ weights: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int
+        ) -> Float {
+            var lanes = SIMD8<Float>()
+            var w = weights
+            var a = activations
+            for _ in 0..<(count / 32) {
+                let sums = signedSums(q8Quants(w), SIMD32(), q8Quants(a), SIMD32())
+                q8Step(sums.lowHalf, w, a, &lanes)
+                w += q8_0Bytes
+                a += q8_0Bytes
+            }
+            return sum(lanes)
+        }
+
+        /// `productQ4_1` for Q8_0 weights and activations: four output features at once, each
+        /// the bits of `dotQ8_0`.
+        public static func productQ8_0(
+            weights: UnsafeRawPointer, weightRowBytes: Int, activations: UnsafeRawPointer,
+            activationRowBytes: Int, rowCount: Int, count: Int,
+            output: UnsafeMutablePointer<Float>, outputStride: Int
+        ) {
+            for row in 0..<rowCount {
+                var (l0, l1, l2, l3) = (
+                    SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
+                )
+                var w = weights
+                var a = activations + row * activationRowBytes
+                for _ in 0..<(count / 32) {
+                    let q = q8Quants(a)
+                    let w1 = w + weightRowBytes
+                    let w2 = w1 + weightRowBytes
+                    let w3 = w2 + weightRowBytes
+                    let s01 = signedSums(q8Quants(w), q8Quants(w1), q, q)
+                    let s23 = signedSums(q8Quants(w2), q8Quants(w3), q, q)
+                    q8Step(s01.lowHalf, w, a, &l0)
+                    q8Step(s01.highHalf, w1, a, &l1)
+                    q8Step(s23.lowHalf, w2, a, &l2)
+                    q8Step(s23.highHalf, w3, a, &l3)
+                    w += q8_0Bytes
+                    a += q8_0Bytes
+                }
+                let out = output + row * outputStride
+                out[0] = sum(l0)
+                out[1] = sum(l1)
+                out[2] = sum(l2)
+                out[3] = sum(l3)
+            }
+        }
+
+        /// The 32 signed bytes of a Q8_0 block.
+        @inline(__always)
+        static func q8Quants(_ block: UnsafeRawPointer) -> SIMD32<Int8> {
+            block.loadUnaligned(fromByteOffset: q8_0QuantsOffset, as: SIMD32<Int8>.self)
+        }
+
+        /// `blockSums` for signed weights: `vpdpbusd` multiplies unsigned by signed bytes, so
+        /// each weight gives its magnitude and moves its sign onto its activation (ggml's
+        /// `_mm256_sign_epi8` trick, here with an AVX-512 byte mask). Exact: Q8_0 activations
+        /// lie in -127...127, so no negation overflows.
+        @inline(__always)
+        static func signedSums(
+            _ w0: SIMD32<Int8>, _ w1: SIMD32<Int8>, _ x0: SIMD32<Int8>, _ x1: SIMD32<Int8>
+        ) -> SIMD16<Int32> {
+            let w = unsafeBitCast(SIMD64(lowHalf: w0, highHalf: w1), to: __m512i.self)
+            let x = unsafeBitCast(SIMD64(lowHalf: x0, highHalf: x1), to: __m512i.self)
+            let negative = _mm512_movepi8_mask(w)
+            let signed = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x)
+            let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), signed)
+            return unsafeBitCast(sums, to: SIMD16<Int32>.self)
+        }
+
+        /// One Q8_0 block's float step, in `FastDot.q8_0`'s order.
+        @inline(__always)
+        static func q8Step(
+            _ sums: SIMD8<Int32>, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer,
+            _ lanes: inout SIMD8<Float>
+        ) {
+            let (dw, _) = halves(w)
+            let (da, _) = halves(a)
+            lanes = lanes.addingProduct(SIMD8(repeating: dw * da), SIMD8<Float>(sums))
+        }
+
+        /// The 32 nibbles of a Q4_1 block in element order, one per byte.
+        @inline(__always)
+        static func nibbles(_ block: UnsafeRawPointer) -> SIMD32<UInt8> {
+            let bytes = block.loadUnaligned(fromByteOffset: quantsOffset, as: SIMD16<UInt8>.self)
+            return SIMD32(lowHalf: bytes & 0x0F, highHalf: bytes &>> 4)
+        }
+
+        /// The 32 signed bytes of a Q8_1 (or Q8_0-shaped) activation block.
+        @inline(__always)
+        static func quants(_ block: UnsafeRawPointer) -> SIMD32<Int8> {
+            block.loadUnaligned(fromByteOffset: quantsOffset, as: SIMD32<Int8>.self)
+        }
+
+        /// Lanes 0-7: the eight sums of four products of the first pair of blocks; lanes 8-15:
+        /// the second pair's. One `vpdpbusd`.
+        @inline(__always)
+        static func blockSums(
+            _ u0: SIMD32<UInt8>, _ u1: SIMD32<UInt8>, _ s0: SIMD32<Int8>, _ s1: SIMD32<Int8>
+        ) -> SIMD16<Int32> {
+            let u = SIMD64(lowHalf: u0, highHalf: u1)
+            let s = SIMD64(lowHalf: s0, highHalf: s1)
+            let sums = _mm512_dpbusd_epi32(
+                _mm512_setzero_si512(), unsafeBitCast(u, to: __m512i.self),
+                unsafeBitCast(s, to: __m512i.self))
+            return unsafeBitCast(sums, to: SIMD16<Int32>.self)
+        }
+
+        /// One block's float step, in `FastDot.q4_1`'s order.
+        @inline(__always)
+        static func accumulate(
+            _ sums: SIMD8<Int32>, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer,
+            _ lanes: inout SIMD8<Float>, _ offsets: inout Float
+        ) {
+            let (dw, mw) = halves(w)
+            let (da, sa) = halves(a)
+            offsets = offsets.addingProduct(mw, sa)
+            lanes = lanes.addingProduct(SIMD8(repeating: dw * da), SIMD8<Float>(sums))
+        }
+
+        /// The two f16 at the start of a block (scale and minimum, or scale and sum), exactly
+        /// as Floats. Loaded as one 32-bit word into a zeroed register (`vmovd`): a 16-bit
+        /// insert into some register would make the conversion wait for whatever that register
+        /// last held, which LLVM chose to be the lanes' accumulator, chaining every block's
+        /// scale to the previous block's multiply-add (the kernel ran 1.5 times slower).
+        @inline(__always)
+        static func halves(_ block: UnsafeRawPointer) -> (Float, Float) {
+            let word = Int32(bitPattern: block.loadUnaligned(as: UInt32.self))
+            let floats = unsafeBitCast(_mm_cvtph_ps(_mm_cvtsi32_si128(word)), to: SIMD4<Float>.self)
+            return (floats[0], floats[1])
+        }
+
+        /// `VectorMath.sum`: `(v0+v4 + v2+v6) + (v1+v5 + v3+v7)`.
+        @inline(__always)
+        static func sum(_ v: SIMD8<Float>) -> Float {
+            let four = v.lowHalf + v.highHalf
+            let two = four.lowHalf + four.highHalf
+            return two[0] + two[1]
+        }
+    #endif
+}
+
+extension Substring {
+    fileprivate func trimmingSuffixNewline() -> Substring {
+        last == "\n" ? dropLast() : self
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import SwiftLMKernelsVNNI
+import Testing
+
+@testable import SwiftLMCore
+
+/// The AVX-512 VNNI kernels held to the portable ones bit for bit. They run only where the CPU
+/// has VNNI; elsewhere these tests are skipped, since nothing could run them.
+@Suite("AVX-512 VNNI kernels", .enabled(if: VNNIKernels.isSupported))
+struct VNNIKernelTests {
+    #if arch(x86_64)
+        /// The portable kernel, the VNNI dot kernel and the VNNI tile kernel of each type.
+        static let kernels: [ElementType: (DotKernel, DotKernel, TileKernel)] = [
+            .q4_1: (FastDot.q4_1, VNNIKernels.dotQ4_1, VNNIKernels.productQ4_1),
+            .q8_0: (FastDot.q8_0, VNNIKernels.dotQ8_0, VNNIKernels.productQ8_0),
+        ]
+
+        @Test(
+            "the dot kernel gives FastDot's bits, odd and even block counts",
+            arguments: [ElementType.q4_1, .q8_0])
+        func dotMatchesPortable(type: ElementType) throws {
+            let (portable, vnni, _) = try #require(Self.kernels[type])
+            var random = SplitMix64(seed: 41)
+            for blocks in [1, 2, 3, 18, 48] {
+                let count = blocks * 32
+                for _ in 0..<20 {
+                    let weights = randomRow(type, count: count, using: &random)
+                    let x = (0..<count).map { _ in random.nextGaussian() }
+                    let activations = quantizeActivations(x, for: type)
+                    let expected = dot(portable, weights, activations, count: count)
+                    let result = dot(vnni, weights, activations, count: count)
+                    #expect(result.bitPattern == expected.bitPattern, "\(blocks) blocks")
+                }
+            }
+        }
+
+        @Test(
+            "the tile kernel gives each element FastDot's bits",
+            arguments: [ElementType.q4_1, .q8_0], [1, 2, 3, 5])
+        func tileMatchesPortable(type: ElementType, rowCount: Int) throws {
+            let (portable, _, tile) = try #require(Self.kernels[type])
+            var random = SplitMix64(seed: 42 + UInt64(rowCount))
+            let count = 3 * 32
+            let rowBytes = type.byteCount(elements: count)!
+            let activationType = Quantization.activationType(for: type)
+            let activationBytes = activationType.byteCount(elements: count)!
+            let weights = (0..<4).flatMap { _ in randomRow(type, count: count, using: &random) }
+            let activations = (0..<rowCount).flatMap { _ in
+                quantizeActivations((0..<count).map { _ in random.nextGaussian() }, for: type)
+            }
+            // A stride wider than four, as in a product with more output features.
+            let stride = 7
+            var output = [Float](repeating: .nan, count: rowCount * stride)
+            weights.withUnsafeBytes { w in
+                activations.withUnsafeBytes { a in
+                    output.withUnsafeMutableBufferPointer { y in
+                        tile(
+                            w.baseAddress!, rowBytes, a.baseAddress!, activationBytes, rowCount,
+                            count, y.baseAddress!, stride)
+                    }
+                }
+            }
+            for row in 0..<rowCount {
+                for feature in 0..<4 {
+                    let expected = dot(
+                        portable, Array(weights[(feature * rowBytes)...].prefix(rowBytes)),
+                        Array(activations[(row * activationBytes)...].prefix(activationBytes)),
+                        count: count)
+                    let result = output[row * stride + feature]
+                    #expect(
+                        result.bitPattern == expected.bitPattern, "row \(row) feature \(feature)")
+                }
+                let untouched = output[(row * stride + 4)..<(row * stride + stride)]
+                let allNaN = untouched.allSatisfy { $0.isNaN }
+                #expect(allNaN, "row \(row): columns past the tile written")
+            }
+        }
+    #endif
+}
