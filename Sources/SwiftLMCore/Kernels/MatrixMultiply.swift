@@ -35,9 +35,10 @@ public struct WeightMatrix: @unchecked Sendable {
     /// `[rowCount, inFeatures] -> [rowCount, outFeatures]`: `output = input · weightᵀ`.
     ///
     /// Threads split the output features, so each weight row is read once for all input rows.
+    /// Pass a `product` kept from call to call to allocate nothing (one is made otherwise).
     public func multiply(
         _ input: UnsafePointer<Float>, rowCount: Int, into output: UnsafeMutablePointer<Float>,
-        scratch: UnsafeMutableRawPointer, pool: ThreadPool
+        scratch: UnsafeMutableRawPointer, pool: ThreadPool, product: MatrixProduct? = nil
     ) {
         let inFeatures = inFeatures
         let outFeatures = outFeatures
@@ -53,31 +54,61 @@ public struct WeightMatrix: @unchecked Sendable {
             }
         }
 
-        let weights = tensor.raw
-        let weightRowBytes = tensor.rowBytes
         // Tiles pay in prefill, where each block of four weight rows meets many activation
         // rows. In decode a product reads every weight once for one row: reading four rows
         // at a time there stalled on memory (a Q8_0 output head took 1.5 times as long), while
         // one row after another reads the matrix front to back.
-        if let tileKernel, rowCount >= 2 {
-            pool.parallelFor(outFeatures / 4) { groups in
-                for group in groups {
-                    let feature = group * 4
-                    tileKernel(
-                        weights + feature * weightRowBytes, weightRowBytes, scratch,
-                        activationRowBytes, rowCount, inFeatures, output + feature, outFeatures)
-                }
+        let tiled = tileKernel != nil && rowCount >= 2
+        let product = product ?? MatrixProduct()
+        product.call = MatrixProduct.Call(
+            weights: tensor.raw, weightRowBytes: tensor.rowBytes, activations: scratch,
+            activationRowBytes: activationRowBytes, rowCount: rowCount, inFeatures: inFeatures,
+            outFeatures: outFeatures, output: output,
+            kernel: rowCount >= 2 ? batchedKernel : kernel, tileKernel: tiled ? tileKernel : nil)
+        pool.parallelFor(tiled ? outFeatures / 4 : outFeatures, work: product)
+        product.call = nil
+    }
+}
+
+/// The output features of one `WeightMatrix.multiply`, split across the pool. A caller that
+/// keeps one and passes it to every product (the inference context does) makes products
+/// allocate nothing; the work items are output features, or groups of four with a tile kernel.
+public final class MatrixProduct: ParallelWork, @unchecked Sendable {
+    struct Call {
+        let weights: UnsafeRawPointer
+        let weightRowBytes: Int
+        let activations: UnsafeRawPointer
+        let activationRowBytes: Int
+        let rowCount: Int
+        let inFeatures: Int
+        let outFeatures: Int
+        let output: UnsafeMutablePointer<Float>
+        let kernel: DotKernel
+        let tileKernel: TileKernel?
+    }
+
+    /// The product under way; set by `multiply` only while no thread runs.
+    var call: Call?
+
+    public init() {}
+
+    public func run(_ range: Range<Int>, thread: Int) {
+        guard let c = call else { return }
+        if let tileKernel = c.tileKernel {
+            for group in range {
+                let feature = group * 4
+                tileKernel(
+                    c.weights + feature * c.weightRowBytes, c.weightRowBytes, c.activations,
+                    c.activationRowBytes, c.rowCount, c.inFeatures, c.output + feature,
+                    c.outFeatures)
             }
             return
         }
-        let kernel = rowCount >= 2 ? batchedKernel : kernel
-        pool.parallelFor(outFeatures) { features in
-            for feature in features {
-                let weightRow = weights + feature * weightRowBytes
-                for row in 0..<rowCount {
-                    output[row * outFeatures + feature] = kernel(
-                        weightRow, scratch + row * activationRowBytes, inFeatures)
-                }
+        for feature in range {
+            let weightRow = c.weights + feature * c.weightRowBytes
+            for row in 0..<c.rowCount {
+                c.output[row * c.outFeatures + feature] = c.kernel(
+                    weightRow, c.activations + row * c.activationRowBytes, c.inFeatures)
             }
         }
     }

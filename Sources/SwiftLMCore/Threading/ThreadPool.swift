@@ -1,6 +1,17 @@
 import Foundation
 import Synchronization
 
+/// Work that `ThreadPool.parallelFor(_:work:)` splits across the pool: `run` is called with
+/// disjoint pieces of the range, from several threads at once.
+///
+/// A class, so that handing it to the workers stores a reference: a parallel region then
+/// allocates nothing. A closure lent to other threads cannot be stored without a heap copy
+/// (`withoutActuallyEscaping` allocates one per call), which a decode step of a few hundred
+/// regions would pay every token. Hot paths keep one such object and reuse it.
+public protocol ParallelWork: AnyObject {
+    func run(_ range: Range<Int>, thread: Int)
+}
+
 /// The one pool of worker threads that every parallel kernel runs on.
 ///
 /// `parallelFor` cuts `0..<count` into a few contiguous pieces per thread, which the threads
@@ -49,26 +60,38 @@ public final class ThreadPool: @unchecked Sendable {
     /// caller thread such as a concurrently running test) runs the whole range on the calling
     /// thread as one piece instead of waiting: correct, never deadlocked, only not parallel.
     public func parallelFor(_ count: Int, _ body: (Range<Int>, Int) -> Void) {
+        // One thread needs no copy of the closure.
+        if min(threadCount, count) <= 1 {
+            if count > 0 { body(0..<count, 0) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in run(count, .closure(body)) }
+    }
+
+    /// Like `parallelFor(_:_:)` for a `ParallelWork` object, allocating nothing.
+    public func parallelFor(_ count: Int, work: ParallelWork) {
+        run(count, .work(work))
+    }
+
+    private func run(_ count: Int, _ body: Job.Body) {
         let threads = min(threadCount, count)
         if threads <= 1 {
-            if count > 0 { body(0..<count, 0) }
+            if count > 0 { body.call(0..<count, 0) }
             return
         }
         guard
             busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else {
-            body(0..<count, 0)
+            body.call(0..<count, 0)
             return
         }
         defer { busy.store(false, ordering: .releasing) }
 
         // Pieces of at least one item, `piecesPerThread` per thread where there are enough.
         let pieces = min(count, threads * Self.piecesPerThread)
-        withoutActuallyEscaping(body) { body in
-            board.post(Job(body: body, count: count, pieces: pieces), workers: threadCount - 1)
-            board.runPieces(thread: 0)
-            board.waitUntilDone()
-        }
+        board.post(Job(body: body, count: count, pieces: pieces), workers: threadCount - 1)
+        board.runPieces(thread: 0)
+        board.waitUntilDone()
     }
 
     /// Pieces per thread: enough that a late thread's share is small, few enough that the
@@ -76,10 +99,21 @@ public final class ThreadPool: @unchecked Sendable {
     static let piecesPerThread = 4
 }
 
-/// One `parallelFor` call: its body and how its range is cut. Posting it stores the caller's
-/// closure as it is, so a parallel region allocates nothing.
+/// One `parallelFor` call: its body and how its range is cut.
 private struct Job {
-    let body: (Range<Int>, Int) -> Void
+    enum Body {
+        case closure((Range<Int>, Int) -> Void)
+        case work(ParallelWork)
+
+        func call(_ range: Range<Int>, _ thread: Int) {
+            switch self {
+            case .closure(let body): body(range, thread)
+            case .work(let work): work.run(range, thread: thread)
+            }
+        }
+    }
+
+    let body: Body
     let count: Int
     let pieces: Int
 }
@@ -121,7 +155,7 @@ private final class JobBoard: @unchecked Sendable {
             guard piece < job.pieces else { return }
             let lower = job.count * piece / job.pieces
             let upper = job.count * (piece + 1) / job.pieces
-            job.body(lower..<upper, thread)
+            job.body.call(lower..<upper, thread)
         }
     }
 

@@ -76,7 +76,9 @@ extension InferenceContext {
         _ weight: WeightMatrix, _ x: UnsafePointer<Float>, rows: Int,
         into y: UnsafeMutablePointer<Float>
     ) {
-        weight.multiply(x, rowCount: rows, into: y, scratch: buffers.activations, pool: pool)
+        weight.multiply(
+            x, rowCount: rows, into: y, scratch: buffers.activations, pool: pool,
+            product: buffers.product)
     }
 
     /// Applies RoPE to this chunk's queries and keys, then stores keys and values in the cache,
@@ -140,6 +142,13 @@ extension InferenceContext {
                 globalPositions: globalPositions)
             return
         }
+        attention.layer = layer
+        attention.tokenCount = tokenCount
+        pool.parallelFor(tokenCount * model.config.headCount, work: attention)
+    }
+
+    /// Items `items` (token × head) of `attend`'s exact attention, on thread `thread`.
+    func attendExact(_ items: Range<Int>, thread: Int, layer: Int, tokenCount: Int) {
         let config = model.config
         let headDim = config.headDim
         let queryDim = config.headCount * headDim
@@ -152,48 +161,60 @@ extension InferenceContext {
         let b = buffers
         let cache = cache
 
-        pool.parallelFor(tokenCount * config.headCount) { items, thread in
-            let scores = b.scores + thread * b.scoresStride
-            let query = scores + b.scoresCapacity
-            let lanes = query + headDim
+        let scores = b.scores + thread * b.scoresStride
+        let query = scores + b.scoresCapacity
+        let lanes = query + headDim
 
-            for item in items {
-                let token = item / config.headCount
-                let head = item % config.headCount
-                let kvOffset = (head / groupSize) * headDim
-                let visible = firstPosition + token + 1
+        for item in items {
+            let token = item / config.headCount
+            let head = item % config.headCount
+            let kvOffset = (head / groupSize) * headDim
+            let visible = firstPosition + token + 1
 
-                query.update(from: b.query + token * queryDim + head * headDim, count: headDim)
-                FloatKernels.roundToHalf(query, count: headDim)
-                for position in 0..<visible {
-                    let key = cache.keys(layer: layer, position: position) + kvOffset
-                    let dot =
-                        scoresInLanes16
-                        ? FloatKernels.dotLanes16(query, key, count: headDim)
-                        : FloatKernels.dotF16(query, key, count: headDim)
-                    scores[position] = dot * scale
-                }
+            query.update(from: b.query + token * queryDim + head * headDim, count: headDim)
+            FloatKernels.roundToHalf(query, count: headDim)
+            for position in 0..<visible {
+                let key = cache.keys(layer: layer, position: position) + kvOffset
+                let dot =
+                    scoresInLanes16
+                    ? FloatKernels.dotLanes16(query, key, count: headDim)
+                    : FloatKernels.dotF16(query, key, count: headDim)
+                scores[position] = dot * scale
+            }
 
-                // llama.cpp's KV view holds a multiple of 256 positions, the ones not visible
-                // masked to -infinity. Its softmax takes them in groups of 16, so the last group
-                // here is padded the same way; the padding comes out 0.
-                let padded = (visible + 15) / 16 * 16
-                for position in visible..<padded { scores[position] = -.infinity }
-                FloatKernels.softmax(scores, count: padded)
-                FloatKernels.roundToHalf(scores, count: visible)
+            // llama.cpp's KV view holds a multiple of 256 positions, the ones not visible
+            // masked to -infinity. Its softmax takes them in groups of 16, so the last group
+            // here is padded the same way; the padding comes out 0.
+            let padded = (visible + 15) / 16 * 16
+            for position in visible..<padded { scores[position] = -.infinity }
+            FloatKernels.softmax(scores, count: padded)
+            FloatKernels.roundToHalf(scores, count: visible)
 
-                let output = b.attention + token * queryDim + head * headDim
-                let value = { UnsafePointer(cache.values(layer: layer, position: $0) + kvOffset) }
-                if batched {
-                    FloatKernels.weightedSumLanes16(
-                        scores, count: visible, width: headDim, row: value, lanes: lanes,
-                        into: output)
-                } else {
-                    FloatKernels.weightedSumLanes64(
-                        scores, count: visible, width: headDim, row: value, lanes: lanes,
-                        into: output)
-                }
+            let output = b.attention + token * queryDim + head * headDim
+            let value = { UnsafePointer(cache.values(layer: layer, position: $0) + kvOffset) }
+            if batched {
+                FloatKernels.weightedSumLanes16(
+                    scores, count: visible, width: headDim, row: value, lanes: lanes,
+                    into: output)
+            } else {
+                FloatKernels.weightedSumLanes64(
+                    scores, count: visible, width: headDim, row: value, lanes: lanes,
+                    into: output)
             }
         }
+    }
+}
+
+/// `InferenceContext.attend`'s exact attention as pool work, kept by the context so that a
+/// decode step allocates nothing.
+final class ExactAttentionWork: ParallelWork, @unchecked Sendable {
+    unowned let context: InferenceContext
+    var layer = 0
+    var tokenCount = 0
+
+    init(_ context: InferenceContext) { self.context = context }
+
+    func run(_ range: Range<Int>, thread: Int) {
+        context.attendExact(range, thread: thread, layer: layer, tokenCount: tokenCount)
     }
 }

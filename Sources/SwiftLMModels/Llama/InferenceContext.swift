@@ -22,6 +22,8 @@ public final class InferenceContext: @unchecked Sendable {
     let buffers: ForwardBuffers
     /// Per layer, the running state of Performer attention; empty for other kinds.
     let performerStates: [PerformerState]
+    /// The pool work of exact attention, made once (it refers back to this context).
+    lazy var attention = ExactAttentionWork(self)
 
     /// - Parameters:
     ///   - contextLength: positions the KV cache holds; at most the model's context length.
@@ -151,6 +153,8 @@ final class ForwardBuffers {
     let x, normed, query, key, value, attention, projection, gate, up, logits,
         scores: UnsafeMutablePointer<Float>
     let activations: UnsafeMutableRawPointer
+    /// The work object of every product, reused so that products allocate nothing.
+    let product = MatrixProduct()
     /// Floats reserved per thread for attention: `scoresCapacity` scores (the context, padded
     /// to a multiple of 16 as the softmax reads it), one query, and the 64 lanes of sums of
     /// `FloatKernels.weightedSumLanes64`.
