@@ -225,36 +225,81 @@ public enum VNNIKernels {
 
         /// `productQ4_1` for Q8_0 weights and activations: four output features at once, each
         /// the bits of `dotQ8_0`.
+        ///
+        /// Here the activations take the unsigned side of `vpdpbusd`: x + 128 (the sign bit
+        /// flipped) times the signed weights gives x·w + 128·Σw, and the accumulator starts at
+        /// −128·Σw, one more `vpdpbusd` per weight block shared by every activation row. Exact
+        /// in 32 bits, so the sums are `signedSums`' and the results `dotQ8_0`'s bits.
         public static func productQ8_0(
             weights: UnsafeRawPointer, weightRowBytes: Int, activations: UnsafeRawPointer,
             activationRowBytes: Int, rowCount: Int, count: Int,
             output: UnsafeMutablePointer<Float>, outputStride: Int
         ) {
-            for row in 0..<rowCount {
-                var (l0, l1, l2, l3) = (
+            var row = 0
+            while row < rowCount {
+                // Two activation rows at a time; a last odd row pairs with itself.
+                let a0 = activations + row * activationRowBytes
+                let a1 = row + 1 < rowCount ? a0 + activationRowBytes : a0
+                var (l00, l10, l20, l30) = (
+                    SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
+                )
+                var (l01, l11, l21, l31) = (
                     SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
                 )
                 var w = weights
-                var a = activations + row * activationRowBytes
+                var (x0, x1) = (a0, a1)
                 for _ in 0..<(count / 32) {
-                    let q = q8Quants(a)
-                    let w1 = w + weightRowBytes
-                    let w2 = w1 + weightRowBytes
-                    let w3 = w2 + weightRowBytes
-                    let s01 = signedSums(q8Quants(w), q8Quants(w1), q, q)
-                    let s23 = signedSums(q8Quants(w2), q8Quants(w3), q, q)
-                    q8Step(s01.lowHalf, w, a, &l0)
-                    q8Step(s01.highHalf, w1, a, &l1)
-                    q8Step(s23.lowHalf, w2, a, &l2)
-                    q8Step(s23.highHalf, w3, a, &l3)
+                    let shifted = unsafeBitCast(
+                        SIMD64(lowHalf: q8Quants(x0), highHalf: q8Quants(x1)), to: __m512i.self)
+                    let unsigned = _mm512_xor_si512(shifted, _mm512_set1_epi8(-128))
+                    let (da0, _) = halves(x0)
+                    let (da1, _) = halves(x1)
+                    var wi = w
+                    func sums(_ block: UnsafeRawPointer) -> SIMD16<Int32> {
+                        let q = q8Quants(block)
+                        let both = unsafeBitCast(SIMD64(lowHalf: q, highHalf: q), to: __m512i.self)
+                        let offset = _mm512_dpbusd_epi32(
+                            _mm512_setzero_si512(), _mm512_set1_epi8(-128), both)
+                        let start = _mm512_sub_epi32(_mm512_setzero_si512(), offset)
+                        return unsafeBitCast(
+                            _mm512_dpbusd_epi32(start, unsigned, both), to: SIMD16<Int32>.self)
+                    }
+                    let s0 = sums(wi)
+                    let (dw0, _) = halves(wi)
+                    wi += weightRowBytes
+                    let s1 = sums(wi)
+                    let (dw1, _) = halves(wi)
+                    wi += weightRowBytes
+                    let s2 = sums(wi)
+                    let (dw2, _) = halves(wi)
+                    wi += weightRowBytes
+                    let s3 = sums(wi)
+                    let (dw3, _) = halves(wi)
+                    l00 = l00.addingProduct(SIMD8(repeating: dw0 * da0), SIMD8<Float>(s0.lowHalf))
+                    l01 = l01.addingProduct(SIMD8(repeating: dw0 * da1), SIMD8<Float>(s0.highHalf))
+                    l10 = l10.addingProduct(SIMD8(repeating: dw1 * da0), SIMD8<Float>(s1.lowHalf))
+                    l11 = l11.addingProduct(SIMD8(repeating: dw1 * da1), SIMD8<Float>(s1.highHalf))
+                    l20 = l20.addingProduct(SIMD8(repeating: dw2 * da0), SIMD8<Float>(s2.lowHalf))
+                    l21 = l21.addingProduct(SIMD8(repeating: dw2 * da1), SIMD8<Float>(s2.highHalf))
+                    l30 = l30.addingProduct(SIMD8(repeating: dw3 * da0), SIMD8<Float>(s3.lowHalf))
+                    l31 = l31.addingProduct(SIMD8(repeating: dw3 * da1), SIMD8<Float>(s3.highHalf))
                     w += q8_0Bytes
-                    a += q8_0Bytes
+                    x0 += q8_0Bytes
+                    x1 += q8_0Bytes
                 }
-                let out = output + row * outputStride
-                out[0] = sum(l0)
-                out[1] = sum(l1)
-                out[2] = sum(l2)
-                out[3] = sum(l3)
+                let out0 = output + row * outputStride
+                out0[0] = sum(l00)
+                out0[1] = sum(l10)
+                out0[2] = sum(l20)
+                out0[3] = sum(l30)
+                if row + 1 < rowCount {
+                    let out1 = out0 + outputStride
+                    out1[0] = sum(l01)
+                    out1[1] = sum(l11)
+                    out1[2] = sum(l21)
+                    out1[3] = sum(l31)
+                }
+                row += 2
             }
         }
 
