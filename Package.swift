@@ -16,16 +16,16 @@ import PackageDescription
     let cpuFlags: [SwiftSetting] = []
 #endif
 let kernelFlags = cpuFlags + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
-// The one module built for AVX-512 VNNI (Cascade Lake's features, which Zen 4 has too): its
-// kernels run only where SwiftLMCore has checked the CPU at run time. Only pointers and scalars
+// The one module built for AVX-512 with VNNI (Cascade Lake's features, which Zen 4 has too):
+// its kernels run only where SwiftLMCore has checked the CPU at run time. Only pointers and scalars
 // cross its boundary, so its wider registers never meet the Haswell-built modules' SIMD values.
 #if arch(x86_64)
-    let vnniFlags: [SwiftSetting] = [
+    let avx512Flags: [SwiftSetting] = [
         .unsafeFlags(["-target-cpu", "cascadelake"]),
         .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
     ]
 #else
-    let vnniFlags: [SwiftSetting] = []
+    let avx512Flags: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -38,13 +38,14 @@ let package = Package(
         // The system BLAS (OpenBLAS from Debian's libopenblas-dev; Accelerate on Apple).
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        // Dot kernels on AVX-512 VNNI, chosen at run time by SwiftLMCore where the CPU has it.
-        .target(name: "SwiftLMKernelsVNNI", swiftSettings: vnniFlags),
+        // Kernels on AVX-512 (VNNI dot products, ggml's AVX-512 exponential), chosen at run
+        // time by SwiftLMCore where the CPU has them.
+        .target(name: "SwiftLMKernelsAVX512", swiftSettings: avx512Flags),
         // Tensors, element types, quantized blocks, kernels, BLAS and the thread pool.
         .target(
             name: "SwiftLMCore",
             dependencies: [
-                "SwiftLMKernelsVNNI",
+                "SwiftLMKernelsAVX512",
                 .target(name: "COpenBLAS", condition: .when(platforms: [.linux])),
             ],
             swiftSettings: kernelFlags),
@@ -80,7 +81,7 @@ let package = Package(
             swiftSettings: cpuFlags),
 
         .testTarget(
-            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore", "SwiftLMKernelsVNNI"],
+            name: "SwiftLMCoreTests", dependencies: ["SwiftLMCore", "SwiftLMKernelsAVX512"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
         .testTarget(
             name: "SwiftLMFormatsTests", dependencies: ["SwiftLMFormats"],

@@ -67,11 +67,11 @@ public final class KVCache: @unchecked Sendable {
             ringSize = 0
             globalSlots = []
         }
+        // Left unwritten: a slot is read only after its position was stored, and a context of
+        // 8192 positions that holds a short chat then keeps only the pages it used resident.
         let elements = max(1, layerCount * slotCount * kvDim)
         keys = .allocate(capacity: elements)
         values = .allocate(capacity: elements)
-        keys.initialize(repeating: 0, count: elements)
-        values.initialize(repeating: 0, count: elements)
     }
 
     deinit {

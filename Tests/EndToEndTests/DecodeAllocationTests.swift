@@ -8,7 +8,7 @@ import Testing
 /// with 8 and with 40 generated tokens; after its warm-up, 32 more decode steps must not add a
 /// single allocation, with one thread or two.
 ///
-/// Valgrind does not know AVX-512, so the runs use the portable kernels (`SWIFTLM_NO_VNNI`);
+/// Valgrind does not know AVX-512, so the runs use the portable kernels (`SWIFTLM_NO_AVX512`);
 /// the products' work objects and the pool, where allocations could hide, are the same.
 @Suite("Decode steps allocate nothing", .enabled(if: EndToEnd.enabled), .serialized)
 struct DecodeAllocationTests {
@@ -24,7 +24,7 @@ struct DecodeAllocationTests {
             "--repetitions", "1",
         ]
         var environment = ProcessInfo.processInfo.environment
-        environment["SWIFTLM_NO_VNNI"] = "1"
+        environment["SWIFTLM_NO_AVX512"] = "1"
         process.environment = environment
         let error = Pipe()
         process.standardError = error

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftLMKernelsAVX512
 
 /// Element-wise and row-wise float kernels of a transformer forward pass.
 ///
@@ -92,8 +93,22 @@ public enum FloatKernels {
     /// `VectorMath.exp`, adds each group of sixteen by the halving tree and that sum to a Double,
     /// and the last `count % 16` elements with libm's `expf`; then every element is scaled by
     /// `Float(1 / sum)`. Masked elements are -infinity and come out 0.
-    @inlinable
+    ///
+    /// On an AVX-512 CPU this runs `AVX512Kernels.softmax`, the same arithmetic with the
+    /// scaling instruction itself (several times faster); `softmaxPortable` everywhere else.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        #if arch(x86_64)
+            if AVX512Kernels.isSupported {
+                AVX512Kernels.softmax(x, count: count)
+                return
+            }
+        #endif
+        softmaxPortable(x, count: count)
+    }
+
+    /// `softmax` on any CPU, with `VectorMath.exp`.
+    @inlinable
+    public static func softmaxPortable(_ x: UnsafeMutablePointer<Float>, count: Int) {
         var maximum = -Float.infinity
         for i in 0..<count { maximum = max(maximum, x[i]) }
 
@@ -120,8 +135,23 @@ public enum FloatKernels {
     /// ggml's `ggml_vec_swiglu_f32`: sixteen lanes at a time with `VectorMath.silu`, the last
     /// `count % 16` elements as `x / (1 + expf(-x)) * up`. Call it once per row, as ggml does:
     /// where the groups of sixteen start matters.
-    @inlinable
+    ///
+    /// On an AVX-512 CPU this runs `AVX512Kernels.swiGLU`, the same bits.
     public static func swiGLU(
+        gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int
+    ) {
+        #if arch(x86_64)
+            if AVX512Kernels.isSupported {
+                AVX512Kernels.swiGLU(gate: gate, up: up, count: count)
+                return
+            }
+        #endif
+        swiGLUPortable(gate: gate, up: up, count: count)
+    }
+
+    /// `swiGLU` on any CPU, with `VectorMath.silu`.
+    @inlinable
+    public static func swiGLUPortable(
         gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int
     ) {
         var i = 0

@@ -1,4 +1,4 @@
-import SwiftLMKernelsVNNI
+import SwiftLMKernelsAVX512
 
 /// Fast dot kernels, one per weight type, with the signature of `DotKernel`.
 ///
@@ -94,38 +94,38 @@ enum FastDot {
 
     // MARK: - AVX-512 VNNI
 
-    /// `VNNIKernels.dotQ4_1` where the CPU runs it: the same bits as `q4_1`, with one
+    /// `AVX512Kernels.dotQ4_1` where the CPU runs it: the same bits as `q4_1`, with one
     /// `vpdpbusd` for the integer sums of two blocks.
-    static let vnniQ4_1: DotKernel? = {
+    static let avx512Q4_1: DotKernel? = {
         #if arch(x86_64)
-            return VNNIKernels.isSupported ? VNNIKernels.dotQ4_1 : nil
+            return AVX512Kernels.isSupported ? AVX512Kernels.dotQ4_1 : nil
         #else
             return nil
         #endif
     }()
 
-    /// `VNNIKernels.dotQ8_0` where the CPU runs it: the same bits as `q8_0`.
-    static let vnniQ8_0: DotKernel? = {
+    /// `AVX512Kernels.dotQ8_0` where the CPU runs it: the same bits as `q8_0`.
+    static let avx512Q8_0: DotKernel? = {
         #if arch(x86_64)
-            return VNNIKernels.isSupported ? VNNIKernels.dotQ8_0 : nil
+            return AVX512Kernels.isSupported ? AVX512Kernels.dotQ8_0 : nil
         #else
             return nil
         #endif
     }()
 
-    /// `VNNIKernels.productQ8_0` where the CPU runs it: four output features at a time.
-    static let vnniTileQ8_0: TileKernel? = {
+    /// `AVX512Kernels.productQ8_0` where the CPU runs it: four output features at a time.
+    static let avx512TileQ8_0: TileKernel? = {
         #if arch(x86_64)
-            return VNNIKernels.isSupported ? VNNIKernels.productQ8_0 : nil
+            return AVX512Kernels.isSupported ? AVX512Kernels.productQ8_0 : nil
         #else
             return nil
         #endif
     }()
 
-    /// `VNNIKernels.productQ4_1` where the CPU runs it: four output features at a time.
-    static let vnniTileQ4_1: TileKernel? = {
+    /// `AVX512Kernels.productQ4_1` where the CPU runs it: four output features at a time.
+    static let avx512TileQ4_1: TileKernel? = {
         #if arch(x86_64)
-            return VNNIKernels.isSupported ? VNNIKernels.productQ4_1 : nil
+            return AVX512Kernels.isSupported ? AVX512Kernels.productQ4_1 : nil
         #else
             return nil
         #endif

@@ -67,8 +67,8 @@ public enum Quantization {
     /// VNNI), else nil: products then call the dot kernel once per output element.
     public static func tileKernel(for weightType: ElementType) -> TileKernel? {
         switch weightType {
-        case .q4_1: return FastDot.vnniTileQ4_1
-        case .q8_0: return FastDot.vnniTileQ8_0
+        case .q4_1: return FastDot.avx512TileQ4_1
+        case .q8_0: return FastDot.avx512TileQ8_0
         default: return nil
         }
     }
@@ -79,9 +79,9 @@ public enum Quantization {
         case .f32: return batched ? FastDot.f32Batched : FastDot.f32
         case .f16: return batched ? FastDot.f16Batched : FastDot.f16
         case .bf16: return FastDot.bf16
-        case .q8_0: return FastDot.vnniQ8_0 ?? FastDot.q8_0
+        case .q8_0: return FastDot.avx512Q8_0 ?? FastDot.q8_0
         case .q4_0: return FastDot.q4_0
-        case .q4_1: return FastDot.vnniQ4_1 ?? FastDot.q4_1
+        case .q4_1: return FastDot.avx512Q4_1 ?? FastDot.q4_1
         case .q4_K: return FastDot.q4_K
         case .q5_K: return FastDot.q5_K
         case .q6_K: return FastDot.q6_K

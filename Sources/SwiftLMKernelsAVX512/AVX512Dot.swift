@@ -5,9 +5,10 @@
     import _Builtin_intrinsics.intel
 #endif
 
-/// Dot kernels on AVX-512 VNNI's `vpdpbusd` (four unsigned-by-signed byte products summed into
-/// each 32-bit lane, one instruction), for CPUs that have it: Intel from Cascade Lake, AMD from
-/// Zen 4.
+/// Kernels for CPUs with AVX-512 and its VNNI extension (Intel from Cascade Lake, AMD from Zen
+/// 4): dot products on `vpdpbusd` (four unsigned-by-signed byte products summed into each 32-bit
+/// lane, one instruction), and the softmax and SwiGLU rows with ggml's AVX-512 exponential
+/// (AVX512Float.swift).
 ///
 /// This module alone is compiled for such a CPU (Package.swift), so nothing here may run before
 /// `isSupported` has said yes: SwiftLMCore asks it once and hands these kernels out only then.
@@ -20,13 +21,13 @@
 /// `fma(dw * da, sum, lane)`; the lanes are added by halving. `vpdpbusd` yields the same eight
 /// integer sums as `FastDot`'s shifts and `pmaddwd`s (all are exact), two blocks per
 /// instruction, and the float steps keep their order, so the results are the same bits.
-public enum VNNIKernels {
-    /// Whether this CPU runs the kernels: AVX-512 F, BW, VL and VNNI, read from the flags that
+public enum AVX512Kernels {
+    /// Whether this CPU runs the kernels: AVX-512 F, BW, DQ, VL and VNNI, read from the flags that
     /// the kernel reports in /proc/cpuinfo (Linux). False elsewhere, where the portable kernels
-    /// run instead, and where the environment sets `SWIFTLM_NO_VNNI` (to compare the two).
+    /// run instead, and where the environment sets `SWIFTLM_NO_AVX512` (to compare the two).
     public static let isSupported: Bool = {
         #if arch(x86_64) && os(Linux)
-            if getenv("SWIFTLM_NO_VNNI") != nil { return false }
+            if getenv("SWIFTLM_NO_AVX512") != nil { return false }
             guard let file = fopen("/proc/cpuinfo", "r") else { return false }
             defer { fclose(file) }
             var line: UnsafeMutablePointer<CChar>? = nil
@@ -36,8 +37,10 @@ public enum VNNIKernels {
                 let text = String(cString: line!)
                 guard text.hasPrefix("flags") else { continue }
                 let flags = Set(text.split(separator: " ").map { $0.trimmingSuffixNewline() })
-                return ["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "f16c", "fma"]
-                    .allSatisfy { flags.contains($0) }
+                let needed: [Substring] = [
+                    "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "f16c", "fma",
+                ]
+                return needed.allSatisfy { flags.contains($0) }
             }
             return false
         #else

@@ -1,18 +1,18 @@
 import Foundation
-import SwiftLMKernelsVNNI
+import SwiftLMKernelsAVX512
 import Testing
 
 @testable import SwiftLMCore
 
-/// The AVX-512 VNNI kernels held to the portable ones bit for bit. They run only where the CPU
+/// The AVX-512 kernels held to the portable ones bit for bit. They run only where the CPU
 /// has VNNI; elsewhere these tests are skipped, since nothing could run them.
-@Suite("AVX-512 VNNI kernels", .enabled(if: VNNIKernels.isSupported))
+@Suite("AVX-512 kernels", .enabled(if: AVX512Kernels.isSupported))
 struct VNNIKernelTests {
     #if arch(x86_64)
         /// The portable kernel, the VNNI dot kernel and the VNNI tile kernel of each type.
         static let kernels: [ElementType: (DotKernel, DotKernel, TileKernel)] = [
-            .q4_1: (FastDot.q4_1, VNNIKernels.dotQ4_1, VNNIKernels.productQ4_1),
-            .q8_0: (FastDot.q8_0, VNNIKernels.dotQ8_0, VNNIKernels.productQ8_0),
+            .q4_1: (FastDot.q4_1, AVX512Kernels.dotQ4_1, AVX512Kernels.productQ4_1),
+            .q8_0: (FastDot.q8_0, AVX512Kernels.dotQ8_0, AVX512Kernels.productQ8_0),
         ]
 
         @Test(
@@ -73,6 +73,45 @@ struct VNNIKernelTests {
                 let untouched = output[(row * stride + 4)..<(row * stride + stride)]
                 let allNaN = untouched.allSatisfy { $0.isNaN }
                 #expect(allNaN, "row \(row): columns past the tile written")
+            }
+        }
+
+        @Test("softmax gives the portable softmax's bits, masked and far-out scores included")
+        func softmaxMatchesPortable() {
+            var random = SplitMix64(seed: 43)
+            for count in [1, 15, 16, 17, 100, 1088] {
+                var row = (0..<count).map { _ in random.nextGaussian() * 8 }
+                // Masked positions, and scores so far below the maximum that e^x leaves
+                // the range where the polynomial holds (|n| > 192).
+                for i in stride(from: 3, to: count, by: 7) { row[i] = -.infinity }
+                for i in stride(from: 5, to: count, by: 11) { row[i] = -200 }
+                var portable = row
+                var fast = row
+                portable.withUnsafeMutableBufferPointer {
+                    FloatKernels.softmaxPortable($0.baseAddress!, count: count)
+                }
+                fast.withUnsafeMutableBufferPointer {
+                    AVX512Kernels.softmax($0.baseAddress!, count: count)
+                }
+                #expect(fast.map(\.bitPattern) == portable.map(\.bitPattern), "count \(count)")
+            }
+        }
+
+        @Test("SwiGLU gives the portable SwiGLU's bits")
+        func swiGLUMatchesPortable() {
+            var random = SplitMix64(seed: 44)
+            for count in [1, 16, 33, 1536] {
+                let gate = (0..<count).map { _ in random.nextGaussian() * 30 }
+                let up = (0..<count).map { _ in random.nextGaussian() }
+                var portable = gate
+                var fast = gate
+                portable.withUnsafeMutableBufferPointer { g in
+                    FloatKernels.swiGLUPortable(gate: g.baseAddress!, up: up, count: count)
+                }
+                fast.withUnsafeMutableBufferPointer { g in
+                    AVX512Kernels.swiGLU(gate: g.baseAddress!, up: up, count: count)
+                }
+                #expect(fast.map(\.bitPattern) == portable.map(\.bitPattern), "count \(count)")
             }
         }
     #endif
