@@ -1,9 +1,9 @@
 /// The keys and values of past positions, per layer, so that each new token attends to them
 /// without recomputing them.
 ///
-/// Layout per layer: `[slotCount, kvDim]` for keys and the same for values. Values are held as
-/// Float but rounded to Float16 when stored, the precision of llama.cpp's default F16 cache,
-/// so that attention sees the same numbers.
+/// Layout per layer: `[slotCount, kvDim]` for keys and the same for values, in Float16: the
+/// type of llama.cpp's default cache, so that attention sees the same numbers and reads half
+/// the bytes that Float would take.
 ///
 /// Which slot holds a position depends on the `Retention`: every position in its own slot
 /// (`.all`), a ring for a sliding window plus fixed slots for the global positions
@@ -33,8 +33,8 @@ public final class KVCache: @unchecked Sendable {
     /// Positions filled so far; the next token's position.
     public internal(set) var count = 0
 
-    let keys: UnsafeMutablePointer<Float>
-    let values: UnsafeMutablePointer<Float>
+    let keys: UnsafeMutablePointer<Float16>
+    let values: UnsafeMutablePointer<Float16>
     /// The ring's length for `.window`; 0 otherwise.
     private let ringSize: Int
     /// The slot of each position below the largest global one of `.window`: its own slot for
@@ -80,7 +80,7 @@ public final class KVCache: @unchecked Sendable {
     }
 
     /// Bytes of keys and values held: what the retention saves.
-    public var byteCount: Int { 2 * layerCount * slotCount * kvDim * MemoryLayout<Float>.size }
+    public var byteCount: Int { 2 * layerCount * slotCount * kvDim * MemoryLayout<Float16>.size }
 
     /// The slot that holds `position`.
     @inline(__always)
@@ -92,7 +92,7 @@ public final class KVCache: @unchecked Sendable {
 
     /// Keys of `layer` at `position`: `[kvDim]`.
     @inline(__always)
-    func keys(layer: Int, position: Int) -> UnsafeMutablePointer<Float> {
+    func keys(layer: Int, position: Int) -> UnsafeMutablePointer<Float16> {
         let slot = slot(of: position)
         assert(slot < slotCount, "KV cache position \(position) past its \(slotCount) slots")
         return keys + (layer * slotCount + slot) * kvDim
@@ -100,7 +100,7 @@ public final class KVCache: @unchecked Sendable {
 
     /// Values of `layer` at `position`: `[kvDim]`.
     @inline(__always)
-    func values(layer: Int, position: Int) -> UnsafeMutablePointer<Float> {
+    func values(layer: Int, position: Int) -> UnsafeMutablePointer<Float16> {
         let slot = slot(of: position)
         assert(slot < slotCount, "KV cache position \(position) past its \(slotCount) slots")
         return values + (layer * slotCount + slot) * kvDim

@@ -143,6 +143,19 @@ struct FloatKernelTests {
                     FloatKernels.dotLanes16(a, b, count: count)
                         == ReferenceFloatKernels.dotLanes16(a, b, count: count), "lanes \(count)")
             }
+            // Keys stored as Float16, as the KV cache holds them: the same bits.
+            let halves = b.map { Float16($0) }
+            #expect(
+                FloatKernels.dotF32(a, halves, count: count)
+                    == FloatKernels.dotF32(a, b, count: count))
+            #expect(
+                FloatKernels.dotF16(a, halves, count: count)
+                    == FloatKernels.dotF16(a, b, count: count))
+            if count % 16 == 0 {
+                #expect(
+                    FloatKernels.dotLanes16(a, halves, count: count)
+                        == FloatKernels.dotLanes16(a, b, count: count))
+            }
             weightedSumsMatchReference(weights: a, count: count, using: &random)
         }
     }
@@ -159,14 +172,36 @@ struct FloatKernelTests {
         rows.withUnsafeBufferPointer { rows in
             let row = { rows.baseAddress! + $0 * width }
             for laneCount in [16, 64] {
-                let kernel =
-                    laneCount == 16
-                    ? FloatKernels.weightedSumLanes16 : FloatKernels.weightedSumLanes64
-                kernel(weights, count, width, row, &lanes, &fast)
+                if laneCount == 16 {
+                    FloatKernels.weightedSumLanes16(
+                        weights, count: count, width: width, row: row, lanes: &lanes,
+                        into: &fast)
+                } else {
+                    FloatKernels.weightedSumLanes64(
+                        weights, count: count, width: width, row: row, lanes: &lanes,
+                        into: &fast)
+                }
                 ReferenceFloatKernels.weightedSum(
                     weights, count: count, width: width, laneCount: laneCount, row: row,
                     into: &reference)
                 #expect(bits(fast) == bits(reference), "\(laneCount) lanes over \(count)")
+
+                // The same rows stored as Float16, as the KV cache holds them: the same bits.
+                let halves = (0..<(count * width)).map { Float16(rows[$0]) }
+                var fromHalves = [Float](repeating: .nan, count: width)
+                halves.withUnsafeBufferPointer { halves in
+                    let halfRow = { UnsafePointer(halves.baseAddress! + $0 * width) }
+                    if laneCount == 16 {
+                        FloatKernels.weightedSumLanes16(
+                            weights, count: count, width: width, row: halfRow, lanes: &lanes,
+                            into: &fromHalves)
+                    } else {
+                        FloatKernels.weightedSumLanes64(
+                            weights, count: count, width: width, row: halfRow, lanes: &lanes,
+                            into: &fromHalves)
+                    }
+                }
+                #expect(bits(fromHalves) == bits(fast), "Float16 rows, \(laneCount) lanes")
             }
         }
     }

@@ -1,4 +1,7 @@
 import Foundation
+#if arch(x86_64)
+    import _Builtin_intrinsics.intel
+#endif
 import SwiftLMKernelsAVX512
 
 /// Element-wise and row-wise float kernels of a transformer forward pass.
@@ -181,14 +184,14 @@ public enum FloatKernels {
     /// tree. This is llamafile's `tinyBLAS` for `__m512` (ggml-cpu/llamafile/sgemm.cpp), which
     /// ggml runs for F32 and F16 matrix products of two or more rows.
     @inlinable
-    public static func dotLanes16(
-        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    public static func dotLanes16<Element: KernelElement>(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Element>, count: Int
     ) -> Float {
         assert(count % 16 == 0, "tinyBLAS takes whole vectors of 16")
         var sum = SIMD16<Float>()
         var i = 0
         while i < count {
-            sum = sum.addingProduct(load16(a + i), load16(b + i))
+            sum = sum.addingProduct(load16(a + i), Element.load16(b + i))
             i += 16
         }
         return VectorMath.sum(sum)
@@ -202,23 +205,23 @@ public enum FloatKernels {
     /// `sum += x[i] * y[i]`: groups of 16, then of 8, add their rounded products one by one; the
     /// last seven or fewer are fused.
     @inlinable
-    public static func dotF32(
-        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    public static func dotF32<Element: KernelElement>(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Element>, count: Int
     ) -> Float {
         let stepped = count & ~63
         var sum = sumOfSteps64(a, b, count: stepped)
 
         var i = stepped
         while count - i >= 16 {
-            for k in i..<(i + 16) { sum += a[k] * b[k] }
+            for k in i..<(i + 16) { sum += a[k] * b[k].float }
             i += 16
         }
         if count - i >= 8 {
-            for k in i..<(i + 8) { sum += a[k] * b[k] }
+            for k in i..<(i + 8) { sum += a[k] * b[k].float }
             i += 8
         }
         while i < count {
-            sum = sum.addingProduct(a[i], b[i])
+            sum = sum.addingProduct(a[i], b[i].float)
             i += 1
         }
         return sum
@@ -228,20 +231,20 @@ public enum FloatKernels {
     /// computes it: the steps of 64 as in `dotF32`, their sum widened to Double, and the leftover
     /// products (exact in binary32) added in Double one by one. Attention runs it for one token.
     @inlinable
-    public static func dotF16(
-        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    public static func dotF16<Element: KernelElement>(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Element>, count: Int
     ) -> Float {
         let stepped = count & ~63
         var sum = Double(sumOfSteps64(a, b, count: stepped))
-        for i in stepped..<count { sum += Double(a[i] * b[i]) }
+        for i in stepped..<count { sum += Double(a[i] * b[i].float) }
         return Float(sum)
     }
 
     /// The SIMD part of `ggml_vec_dot_f32` and `_f16` (`GGML_F32_VEC_REDUCE`): four accumulators
     /// of sixteen lanes over `count`, a multiple of 64, reduced 0+2, 1+3, then by the halving tree.
     @inlinable @inline(__always)
-    static func sumOfSteps64(
-        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int
+    static func sumOfSteps64<Element: KernelElement>(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Element>, count: Int
     ) -> Float {
         guard count > 0 else { return 0 }
         var sum0 = SIMD16<Float>()
@@ -250,10 +253,10 @@ public enum FloatKernels {
         var sum3 = SIMD16<Float>()
         var i = 0
         while i < count {
-            sum0 = sum0.addingProduct(load16(a + i), load16(b + i))
-            sum1 = sum1.addingProduct(load16(a + i + 16), load16(b + i + 16))
-            sum2 = sum2.addingProduct(load16(a + i + 32), load16(b + i + 32))
-            sum3 = sum3.addingProduct(load16(a + i + 48), load16(b + i + 48))
+            sum0 = sum0.addingProduct(load16(a + i), Element.load16(b + i))
+            sum1 = sum1.addingProduct(load16(a + i + 16), Element.load16(b + i + 16))
+            sum2 = sum2.addingProduct(load16(a + i + 32), Element.load16(b + i + 32))
+            sum3 = sum3.addingProduct(load16(a + i + 48), Element.load16(b + i + 48))
             i += 64
         }
         return VectorMath.sum((sum0 + sum2) + (sum1 + sum3))
@@ -270,9 +273,9 @@ public enum FloatKernels {
     ///
     /// - Parameter lanes: scratch of `16 * width` floats.
     @inlinable
-    public static func weightedSumLanes16(
+    public static func weightedSumLanes16<Element: KernelElement>(
         _ weights: UnsafePointer<Float>, count: Int, width: Int,
-        row: (Int) -> UnsafePointer<Float>, lanes: UnsafeMutablePointer<Float>,
+        row: (Int) -> UnsafePointer<Element>, lanes: UnsafeMutablePointer<Float>,
         into output: UnsafeMutablePointer<Float>
     ) {
         accumulate(weights, count: count, width: width, laneCount: 16, row: row, lanes: lanes)
@@ -286,9 +289,9 @@ public enum FloatKernels {
     ///
     /// - Parameter lanes: scratch of `64 * width` floats.
     @inlinable
-    public static func weightedSumLanes64(
+    public static func weightedSumLanes64<Element: KernelElement>(
         _ weights: UnsafePointer<Float>, count: Int, width: Int,
-        row: (Int) -> UnsafePointer<Float>, lanes: UnsafeMutablePointer<Float>,
+        row: (Int) -> UnsafePointer<Element>, lanes: UnsafeMutablePointer<Float>,
         into output: UnsafeMutablePointer<Float>
     ) {
         accumulate(weights, count: count, width: width, laneCount: 64, row: row, lanes: lanes)
@@ -305,16 +308,25 @@ public enum FloatKernels {
 
     /// `lanes[p % laneCount][i] += weights[p] * row(p)[i]` for p in order, after zeroing.
     @inlinable @inline(__always)
-    static func accumulate(
+    static func accumulate<Element: KernelElement>(
         _ weights: UnsafePointer<Float>, count: Int, width: Int, laneCount: Int,
-        row: (Int) -> UnsafePointer<Float>, lanes: UnsafeMutablePointer<Float>
+        row: (Int) -> UnsafePointer<Element>, lanes: UnsafeMutablePointer<Float>
     ) {
         lanes.initialize(repeating: 0, count: laneCount * width)
         for position in 0..<count {
             let weight = weights[position]
             let values = row(position)
             let lane = lanes + (position % laneCount) * width
-            for i in 0..<width { lane[i] += weight * values[i] }
+            var i = 0
+            while i + 16 <= width {
+                store16(load16(lane + i) + SIMD16(repeating: weight) * Element.load16(values + i),
+                    lane + i)
+                i += 16
+            }
+            while i < width {
+                lane[i] += weight * values[i].float
+                i += 1
+            }
         }
     }
 
@@ -352,4 +364,44 @@ public enum FloatKernels {
     static func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
+}
+
+/// How the attention kernels read the rows they are given: Float, or Float16 as the KV cache
+/// stores keys and values (half of Float's bytes, the values llama.cpp's F16 cache holds). A
+/// binary16 widens to binary32 exactly, so a kernel gives the same bits on either.
+public protocol KernelElement {
+    /// Sixteen consecutive elements as floats.
+    static func load16(_ p: UnsafePointer<Self>) -> SIMD16<Float>
+    var float: Float { get }
+}
+
+extension Float: KernelElement {
+    @inlinable @inline(__always)
+    public static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+
+    @inlinable
+    public var float: Float { self }
+}
+
+extension Float16: KernelElement {
+    /// `vcvtph2ps` twice on x86 (F16C, part of the Haswell target): Swift's generic SIMD
+    /// conversion compiled to a call per vector.
+    @inlinable @inline(__always)
+    public static func load16(_ p: UnsafePointer<Float16>) -> SIMD16<Float> {
+        #if arch(x86_64)
+            let raw = UnsafeRawPointer(p)
+            let low = _mm256_cvtph_ps(raw.loadUnaligned(as: __m128i.self))
+            let high = _mm256_cvtph_ps(raw.loadUnaligned(fromByteOffset: 16, as: __m128i.self))
+            return SIMD16(
+                lowHalf: unsafeBitCast(low, to: SIMD8<Float>.self),
+                highHalf: unsafeBitCast(high, to: SIMD8<Float>.self))
+        #else
+            return SIMD16<Float>(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float16>.self))
+        #endif
+    }
+
+    @inlinable
+    public var float: Float { Float(self) }
 }

@@ -74,7 +74,9 @@ extension InferenceContext {
                 for (index, position) in visible.enumerated() {
                     let value = cache.values(layer: layer, position: position) + kvOffset
                     let weight = scores[index]
-                    for dimension in 0..<headDim { output[dimension] += weight * value[dimension] }
+                    for dimension in 0..<headDim {
+                        output[dimension] += weight * Float(value[dimension])
+                    }
                 }
             }
         }

@@ -81,8 +81,8 @@ extension InferenceContext {
             product: buffers.product)
     }
 
-    /// Applies RoPE to this chunk's queries and keys, then stores keys and values in the cache,
-    /// rounded to Float16 as llama.cpp's F16 cache stores them.
+    /// Applies RoPE to this chunk's queries and keys, then stores keys and values in the cache
+    /// as Float16, as llama.cpp's F16 cache stores them.
     private func rotateAndCache(layer: Int, tokenCount: Int) {
         let config = model.config
         let headDim = config.headDim
@@ -117,10 +117,12 @@ extension InferenceContext {
             guard cache.slotCount > 0 else { continue }
             let keys = cache.keys(layer: layer, position: position)
             let values = cache.values(layer: layer, position: position)
-            keys.update(from: b.key + token * config.kvDim, count: config.kvDim)
-            values.update(from: b.value + token * config.kvDim, count: config.kvDim)
-            FloatKernels.roundToHalf(keys, count: config.kvDim)
-            FloatKernels.roundToHalf(values, count: config.kvDim)
+            let key = b.key + token * config.kvDim
+            let value = b.value + token * config.kvDim
+            for i in 0..<config.kvDim {
+                keys[i] = Float16(key[i])
+                values[i] = Float16(value[i])
+            }
         }
     }
 
