@@ -76,6 +76,37 @@ struct VNNIKernelTests {
             }
         }
 
+        @Test(
+            "the rows kernel gives FastDot's bits for each row",
+            arguments: [ElementType.q4_1, .q8_0])
+        func rowsMatchPortable(type: ElementType) throws {
+            let (portable, _, _) = try #require(Self.kernels[type])
+            let rowsKernel = try #require(Quantization.rowsKernel(for: type))
+            var random = SplitMix64(seed: 45)
+            let count = 5 * 32
+            let rowBytes = type.byteCount(elements: count)!
+            let weights = (0..<6).flatMap { _ in randomRow(type, count: count, using: &random) }
+            let activations = quantizeActivations(
+                (0..<count).map { _ in random.nextGaussian() }, for: type)
+            var output = [Float](repeating: .nan, count: 6)
+            weights.withUnsafeBytes { w in
+                activations.withUnsafeBytes { a in
+                    output.withUnsafeMutableBufferPointer { y in
+                        rowsKernel(
+                            w.baseAddress!, rowBytes, a.baseAddress!, count, y.baseAddress!,
+                            1..<5)
+                    }
+                }
+            }
+            for row in 1..<5 {
+                let expected = dot(
+                    portable, Array(weights[(row * rowBytes)...].prefix(rowBytes)), activations,
+                    count: count)
+                #expect(output[row].bitPattern == expected.bitPattern, "row \(row)")
+            }
+            #expect(output[0].isNaN && output[5].isNaN)
+        }
+
         @Test("softmax gives the portable softmax's bits, masked and far-out scores included")
         func softmaxMatchesPortable() {
             var random = SplitMix64(seed: 43)

@@ -13,6 +13,8 @@ public struct WeightMatrix: @unchecked Sendable {
     private let batchedKernel: DotKernel
     /// Four output features at a time, where the type and the CPU have such a kernel.
     private let tileKernel: TileKernel?
+    /// A range of output features for one activation row, where the type and the CPU have it.
+    private let rowsKernel: RowsKernel?
 
     public var outFeatures: Int { tensor.shape[0] }
     public var inFeatures: Int { tensor.shape[1] }
@@ -25,6 +27,7 @@ public struct WeightMatrix: @unchecked Sendable {
         batchedKernel = Quantization.dotKernel(for: tensor.type, rowCount: 2)
         tileKernel =
             tensor.shape[0] % 4 == 0 ? Quantization.tileKernel(for: tensor.type) : nil
+        rowsKernel = Quantization.rowsKernel(for: tensor.type)
     }
 
     /// Bytes of scratch that `multiply` needs for `rowCount` input rows.
@@ -64,7 +67,8 @@ public struct WeightMatrix: @unchecked Sendable {
             weights: tensor.raw, weightRowBytes: tensor.rowBytes, activations: scratch,
             activationRowBytes: activationRowBytes, rowCount: rowCount, inFeatures: inFeatures,
             outFeatures: outFeatures, output: output,
-            kernel: rowCount >= 2 ? batchedKernel : kernel, tileKernel: tiled ? tileKernel : nil)
+            kernel: rowCount >= 2 ? batchedKernel : kernel, tileKernel: tiled ? tileKernel : nil,
+            rowsKernel: rowCount == 1 ? rowsKernel : nil)
         pool.parallelFor(tiled ? outFeatures / 4 : outFeatures, work: product)
         product.call = nil
     }
@@ -85,6 +89,7 @@ public final class MatrixProduct: ParallelWork, @unchecked Sendable {
         let output: UnsafeMutablePointer<Float>
         let kernel: DotKernel
         let tileKernel: TileKernel?
+        let rowsKernel: RowsKernel?
     }
 
     /// The product under way; set by `multiply` only while no thread runs.
@@ -102,6 +107,11 @@ public final class MatrixProduct: ParallelWork, @unchecked Sendable {
                     c.activationRowBytes, c.rowCount, c.inFeatures, c.output + feature,
                     c.outFeatures)
             }
+            return
+        }
+        if let rowsKernel = c.rowsKernel {
+            rowsKernel(
+                c.weights, c.weightRowBytes, c.activations, c.inFeatures, c.output, range)
             return
         }
         for feature in range {

@@ -122,6 +122,24 @@ enum FastDot {
         #endif
     }()
 
+    /// `AVX512Kernels.rowsQ4_1` where the CPU runs it.
+    static let avx512RowsQ4_1: RowsKernel? = {
+        #if arch(x86_64)
+            return AVX512Kernels.isSupported ? AVX512Kernels.rowsQ4_1 : nil
+        #else
+            return nil
+        #endif
+    }()
+
+    /// `AVX512Kernels.rowsQ8_0` where the CPU runs it.
+    static let avx512RowsQ8_0: RowsKernel? = {
+        #if arch(x86_64)
+            return AVX512Kernels.isSupported ? AVX512Kernels.rowsQ8_0 : nil
+        #else
+            return nil
+        #endif
+    }()
+
     /// `AVX512Kernels.productQ4_1` where the CPU runs it: four output features at a time.
     static let avx512TileQ4_1: TileKernel? = {
         #if arch(x86_64)

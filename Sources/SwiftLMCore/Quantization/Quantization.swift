@@ -13,6 +13,15 @@ public typealias TileKernel =
         _ output: UnsafeMutablePointer<Float>, _ outputStride: Int
     ) -> Void
 
+/// The dot products of one activation row with the weight rows `rows` (`weightRowBytes`
+/// apart): `output[r]` for r in `rows`, each the bits of the type's `DotKernel`. One call per
+/// piece of a decode step's product.
+public typealias RowsKernel =
+    @Sendable (
+        _ weights: UnsafeRawPointer, _ weightRowBytes: Int, _ activations: UnsafeRawPointer,
+        _ count: Int, _ output: UnsafeMutablePointer<Float>, _ rows: Range<Int>
+    ) -> Void
+
 public typealias DotKernel =
     @Sendable (_ weightRow: UnsafeRawPointer, _ activations: UnsafeRawPointer, _ count: Int) ->
     Float
@@ -63,6 +72,16 @@ public enum Quantization {
     /// (the tests name the tolerance per type).
     ///
     /// - Precondition: `weightType.isSupported`.
+    /// The rows kernel for `weightType` where this CPU has one (Q4_1 and Q8_0 on AVX-512 VNNI),
+    /// else nil: products then call the dot kernel once per row.
+    public static func rowsKernel(for weightType: ElementType) -> RowsKernel? {
+        switch weightType {
+        case .q4_1: return FastDot.avx512RowsQ4_1
+        case .q8_0: return FastDot.avx512RowsQ8_0
+        default: return nil
+        }
+    }
+
     /// The tile kernel for `weightType` where this CPU has one (Q4_1 and Q8_0 on AVX-512
     /// VNNI), else nil: products then call the dot kernel once per output element.
     public static func tileKernel(for weightType: ElementType) -> TileKernel? {
