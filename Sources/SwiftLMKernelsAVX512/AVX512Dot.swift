@@ -438,3 +438,37 @@ extension Substring {
         last == "\n" ? dropLast() : self
     }
 }
+
+extension AVX512Kernels {
+    #if arch(x86_64)
+        /// `iterations` rounds of eight independent `vpdpbusd` on registers (64 byte products
+        /// each): the CPU's int8 multiply-add rate, for `swiftlm bench --ceilings`. Returns a
+        /// sum of the accumulators so that the work cannot be optimized away.
+        public static func int8MultiplyAddLoop(iterations: Int) -> Int32 {
+            let a = unsafeBitCast(SIMD64<UInt8>(repeating: 1), to: __m512i.self)
+            let b = unsafeBitCast(SIMD64<Int8>(repeating: 1), to: __m512i.self)
+            var (s0, s1, s2, s3) = (
+                _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                _mm512_setzero_si512()
+            )
+            var (s4, s5, s6, s7) = (
+                _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                _mm512_setzero_si512()
+            )
+            for _ in 0..<iterations {
+                s0 = _mm512_dpbusd_epi32(s0, a, b)
+                s1 = _mm512_dpbusd_epi32(s1, a, b)
+                s2 = _mm512_dpbusd_epi32(s2, a, b)
+                s3 = _mm512_dpbusd_epi32(s3, a, b)
+                s4 = _mm512_dpbusd_epi32(s4, a, b)
+                s5 = _mm512_dpbusd_epi32(s5, a, b)
+                s6 = _mm512_dpbusd_epi32(s6, a, b)
+                s7 = _mm512_dpbusd_epi32(s7, a, b)
+            }
+            let all = [s0, s1, s2, s3, s4, s5, s6, s7].map {
+                unsafeBitCast($0, to: SIMD16<Int32>.self)
+            }
+            return all.reduce(SIMD16<Int32>()) { $0 &+ $1 }.wrappedSum()
+        }
+    #endif
+}

@@ -9,6 +9,7 @@ enum BenchCommand: Command {
     static let usage = """
         swiftlm bench [--model PATH] [--threads N] [--prompt-tokens N] [--gen-tokens N]
                       [--repetitions N] [--json]
+        swiftlm bench --ceilings [--threads N] [--json]
 
         Each repetition empties the context, evaluates a synthetic prompt in one call (prefill,
         in chunks of 512 tokens like llama.cpp's default micro-batch), then generates tokens one
@@ -26,14 +27,23 @@ enum BenchCommand: Command {
                                  JSON object: prefill_tps, decode_tps (medians), their _min and
                                  _max, peak_rss_mb, threads, prompt_tokens, gen_tokens,
                                  repetitions, model
+          --ceilings             measure the machine instead, with N threads at once: memory and
+                                 L2 read bandwidth (GB/s), float multiply-adds (GFMA/s, 16-lane
+                                 FMA) and int8 multiply-adds (GMAC/s, AVX-512 VNNI; absent
+                                 without it); JSON keys memory_read_gbps, cache_read_gbps,
+                                 float_gfma_per_s, int8_gmac_per_s, threads
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
         let arguments = try Arguments(
             argv,
             valued: ["model", "threads", "prompt-tokens", "gen-tokens", "repetitions"],
-            flags: ["json"])
+            flags: ["json", "ceilings"])
         let threads = try SamplingOptions.threads(arguments)
+        if arguments.flag("ceilings") {
+            try ceilings(threads: threads, json: arguments.flag("json"))
+            return
+        }
         let promptTokens = try arguments.int("prompt-tokens", default: 128, range: 1...1_048_576)
         let genTokens = try arguments.int("gen-tokens", default: 64, range: 1...1_048_576)
         let repetitions = try arguments.int("repetitions", default: 5, range: 1...1000)
@@ -76,6 +86,34 @@ enum BenchCommand: Command {
         } else {
             print(report.table)
         }
+    }
+
+    /// `--ceilings`: the machine's measured limits, as a table (and JSON).
+    static func ceilings(threads: Int, json: Bool) throws {
+        printError("measuring the machine with \(threads) threads...")
+        let report = MachineCeilings.measure(pool: ThreadPool(threadCount: threads))
+        let int8 = report.int8GMACps.map { format($0) } ?? "-"
+        let table = """
+            threads                  \(report.threads)
+            memory read              \(format(report.memoryReadGBps)) GB/s
+            L2 read                  \(format(report.cacheReadGBps)) GB/s
+            float multiply-adds      \(format(report.floatGFMAps)) GFMA/s
+            int8 multiply-adds       \(int8) GMAC/s
+            """
+        guard json else {
+            print(table)
+            return
+        }
+        printError(table)
+        var object: [String: Any] = [
+            "threads": report.threads,
+            "memory_read_gbps": (report.memoryReadGBps * 10).rounded() / 10,
+            "cache_read_gbps": (report.cacheReadGBps * 10).rounded() / 10,
+            "float_gfma_per_s": (report.floatGFMAps * 10).rounded() / 10,
+        ]
+        object["int8_gmac_per_s"] = report.int8GMACps.map { ($0 * 10).rounded() / 10 }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
     }
 
     /// Prompt tokens of the warm-up pass, more than one so that it runs the batched path too.
