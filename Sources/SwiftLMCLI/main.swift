@@ -18,8 +18,10 @@ func overview(_ commands: [any Command.Type]) -> String {
     var text =
         "swiftlm: run large language models on the CPU\n\nUsage: swiftlm COMMAND [OPTIONS]\n\n"
     text += "Commands:\n"
+    // The widest name sets the column, so a long name is never cut.
+    let width = commands.map { $0.name.count }.max()! + 2
     for command in commands {
-        text += "  " + command.name.padding(toLength: 12, withPad: " ", startingAt: 0)
+        text += "  " + command.name.padding(toLength: width, withPad: " ", startingAt: 0)
         text += command.summary + "\n"
     }
     text += "\nRun 'swiftlm COMMAND --help' for the options of a command.\n"

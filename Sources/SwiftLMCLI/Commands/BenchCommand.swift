@@ -41,6 +41,10 @@ enum BenchCommand: Command {
             flags: ["json", "ceilings"])
         let threads = try SamplingOptions.threads(arguments)
         if arguments.flag("ceilings") {
+            for option in ["model", "prompt-tokens", "gen-tokens", "repetitions"]
+            where arguments.string(option) != nil {
+                throw UsageError("--\(option) does not apply to --ceilings")
+            }
             try ceilings(threads: threads, json: arguments.flag("json"))
             return
         }
@@ -90,7 +94,7 @@ enum BenchCommand: Command {
 
     /// `--ceilings`: the machine's measured limits, as a table (and JSON).
     static func ceilings(threads: Int, json: Bool) throws {
-        printError("measuring the machine with \(threads) threads...")
+        printError("measuring the machine with \(threads) thread\(threads == 1 ? "" : "s")...")
         let report = MachineCeilings.measure(pool: ThreadPool(threadCount: threads))
         let int8 = report.int8GMACps.map { format($0) } ?? "-"
         let table = """
