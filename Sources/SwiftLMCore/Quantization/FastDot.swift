@@ -94,58 +94,27 @@ enum FastDot {
 
     // MARK: - AVX-512 VNNI
 
-    /// `AVX512Kernels.dotQ4_1` where the CPU runs it: the same bits as `q4_1`, with one
-    /// `vpdpbusd` for the integer sums of two blocks.
-    static let avx512Q4_1: DotKernel? = {
-        #if arch(x86_64)
-            return AVX512Kernels.isSupported ? AVX512Kernels.dotQ4_1 : nil
-        #else
-            return nil
-        #endif
-    }()
+    // The kernels of SwiftLMKernelsAVX512 where the CPU runs them, nil elsewhere: each gives
+    // the bits of the portable kernel of its type (`q4_1`, `q8_0`), one `vpdpbusd` for the
+    // integer sums of two blocks. Dot kernels take one row; rows kernels a range of rows
+    // against one activation row (decode); tile kernels four rows at a time (prefill).
+    #if arch(x86_64)
+        static let avx512Q4_1: DotKernel? = supported(AVX512Kernels.dotQ4_1)
+        static let avx512Q8_0: DotKernel? = supported(AVX512Kernels.dotQ8_0)
+        static let avx512RowsQ4_1: RowsKernel? = supported(AVX512Kernels.rowsQ4_1)
+        static let avx512RowsQ8_0: RowsKernel? = supported(AVX512Kernels.rowsQ8_0)
+        static let avx512TileQ4_1: TileKernel? = supported(AVX512Kernels.productQ4_1)
+        static let avx512TileQ8_0: TileKernel? = supported(AVX512Kernels.productQ8_0)
 
-    /// `AVX512Kernels.dotQ8_0` where the CPU runs it: the same bits as `q8_0`.
-    static let avx512Q8_0: DotKernel? = {
-        #if arch(x86_64)
-            return AVX512Kernels.isSupported ? AVX512Kernels.dotQ8_0 : nil
-        #else
-            return nil
-        #endif
-    }()
-
-    /// `AVX512Kernels.productQ8_0` where the CPU runs it: four output features at a time.
-    static let avx512TileQ8_0: TileKernel? = {
-        #if arch(x86_64)
-            return AVX512Kernels.isSupported ? AVX512Kernels.productQ8_0 : nil
-        #else
-            return nil
-        #endif
-    }()
-
-    /// `AVX512Kernels.rowsQ4_1` where the CPU runs it.
-    static let avx512RowsQ4_1: RowsKernel? = {
-        #if arch(x86_64)
-            return AVX512Kernels.isSupported ? AVX512Kernels.rowsQ4_1 : nil
-        #else
-            return nil
-        #endif
-    }()
-
-    /// `AVX512Kernels.rowsQ8_0` where the CPU runs it.
-    static let avx512RowsQ8_0: RowsKernel? = {
-        #if arch(x86_64)
-            return AVX512Kernels.isSupported ? AVX512Kernels.rowsQ8_0 : nil
-        #else
-            return nil
-        #endif
-    }()
-
-    /// `AVX512Kernels.productQ4_1` where the CPU runs it: four output features at a time.
-    static let avx512TileQ4_1: TileKernel? = {
-        #if arch(x86_64)
-            return AVX512Kernels.isSupported ? AVX512Kernels.productQ4_1 : nil
-        #else
-            return nil
-        #endif
-    }()
+        private static func supported<Kernel>(_ kernel: Kernel) -> Kernel? {
+            AVX512Kernels.isSupported ? kernel : nil
+        }
+    #else
+        static let avx512Q4_1: DotKernel? = nil
+        static let avx512Q8_0: DotKernel? = nil
+        static let avx512RowsQ4_1: RowsKernel? = nil
+        static let avx512RowsQ8_0: RowsKernel? = nil
+        static let avx512TileQ4_1: TileKernel? = nil
+        static let avx512TileQ8_0: TileKernel? = nil
+    #endif
 }
