@@ -88,12 +88,8 @@ extension InferenceContext {
         let headDim = config.headDim
         let queryDim = config.headCount * headDim
         let b = buffers
-        // Unscaled models keep the kernel that matches llama.cpp's plain RoPE; a scaled one's
-        // table costs a few logarithms, next to nothing beside a layer's products.
-        let scaledTable =
-            config.ropeScaling.kind == .none
-            ? nil
-            : RoPETable(dims: config.ropeDims, base: config.ropeBase, scaling: config.ropeScaling)
+        // Unscaled models keep the kernel that matches llama.cpp's plain RoPE.
+        let scaledTable = ropeTable
         let rotate = { (head: UnsafeMutablePointer<Float>, position: Int) in
             if let table = scaledTable {
                 FloatKernels.rope(

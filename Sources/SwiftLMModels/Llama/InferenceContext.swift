@@ -22,6 +22,9 @@ public final class InferenceContext: @unchecked Sendable {
     let buffers: ForwardBuffers
     /// Per layer, the running state of Performer attention; empty for other kinds.
     let performerStates: [PerformerState]
+    /// The RoPE angles of a scaled model (linear, NTK-aware, YaRN), built once; nil for an
+    /// unscaled one, which keeps the kernel that matches llama.cpp's plain RoPE.
+    let ropeTable: RoPETable?
     /// The pool work of exact attention, made once (it refers back to this context).
     lazy var attention = ExactAttentionWork(self)
 
@@ -40,6 +43,10 @@ public final class InferenceContext: @unchecked Sendable {
             layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity,
             retention: Self.retention(
                 config.attention, capacity: capacity, batchCapacity: self.batchCapacity))
+        ropeTable =
+            config.ropeScaling.kind == .none
+            ? nil
+            : RoPETable(dims: config.ropeDims, base: config.ropeBase, scaling: config.ropeScaling)
         if case .performer(let features, _) = config.attention {
             performerStates = (0..<config.layerCount).map { layer in
                 PerformerState(
