@@ -18,28 +18,45 @@ extension InferenceContext {
         }
     }
 
-    /// The positions that the token at `position` attends to under a causal sliding window
-    /// with global tokens: the `window` positions ending at itself, every earlier global
-    /// position, and every earlier position at all when the token itself is global. The same
-    /// rule as `SparseAttentionPattern.allows` in training, without random blocks.
-    static func slidingWindowPositions(
-        position: Int, window: Int, globalPositions: [Int]
-    ) -> [Int] {
-        if globalPositions.contains(position) { return Array(0...position) }
+    /// Calls `body(index, p)` for the positions p that the token at `position` attends to under
+    /// a causal sliding window with global tokens, in this order: every earlier global position
+    /// before the window (ascending), then the `window` positions ending at itself; every
+    /// earlier position at all when the token itself is global. The rule of
+    /// `SparseAttentionPattern.allows` in training, without random blocks. Allocates nothing.
+    ///
+    /// - Parameter globals: the global positions, ascending and without repeats.
+    @inline(__always)
+    static func forEachVisible(
+        position: Int, window: Int, globals: [Int], _ body: (Int, Int) -> Void
+    ) {
+        var index = 0
+        if globals.contains(position) {
+            for earlier in 0...position {
+                body(index, earlier)
+                index += 1
+            }
+            return
+        }
         let first = max(0, position - window + 1)
-        let globals = globalPositions.filter { $0 < first }.sorted()
-        return globals + Array(first...position)
+        for global in globals {
+            guard global < first else { break }
+            body(index, global)
+            index += 1
+        }
+        for earlier in first...position {
+            body(index, earlier)
+            index += 1
+        }
     }
 
-    /// Causal grouped-query attention of this chunk's queries over the cache, each query
-    /// seeing only its sliding window and the global positions:
-    /// `[tokenCount, headCount * headDim] -> [tokenCount, headCount * headDim]`.
+    /// Items `items` (token × head) of sliding-window attention over the cache, each query
+    /// seeing only its window and the global positions (`AttentionWork`).
     ///
     /// Plain F32 arithmetic (no F16 rounding of the query or the weights): llama.cpp has no
     /// such attention to agree with. The cache keeps only the window, the chunk and the global
     /// positions where it can (`InferenceContext.retention`).
     func attendSlidingWindow(
-        layer: Int, tokenCount: Int, window: Int, globalPositions: [Int]
+        _ items: Range<Int>, thread: Int, layer: Int, window: Int, globals: [Int]
     ) {
         let config = model.config
         let headDim = config.headDim
@@ -49,34 +66,32 @@ extension InferenceContext {
         let firstPosition = cache.count
         let b = buffers
         let cache = cache
-        let visibleByToken = (0..<tokenCount).map {
-            Self.slidingWindowPositions(
-                position: firstPosition + $0, window: window, globalPositions: globalPositions)
-        }
+        let scores = b.scores + thread * b.scoresStride
 
-        pool.parallelFor(tokenCount * config.headCount) { items, thread in
-            let scores = b.scores + thread * b.scoresStride
-            for item in items {
-                let token = item / config.headCount
-                let head = item % config.headCount
-                let kvOffset = (head / groupSize) * headDim
-                let query = b.query + token * queryDim + head * headDim
-                let visible = visibleByToken[token]
+        for item in items {
+            let token = item / config.headCount
+            let head = item % config.headCount
+            let kvOffset = (head / groupSize) * headDim
+            let query = b.query + token * queryDim + head * headDim
+            let position = firstPosition + token
 
-                for (index, position) in visible.enumerated() {
-                    let key = cache.keys(layer: layer, position: position) + kvOffset
-                    scores[index] = FloatKernels.dotF32(query, key, count: headDim) * scale
-                }
-                FloatKernels.softmax(scores, count: visible.count)
+            var visible = 0
+            Self.forEachVisible(position: position, window: window, globals: globals) {
+                index, earlier in
+                let key = cache.keys(layer: layer, position: earlier) + kvOffset
+                scores[index] = FloatKernels.dotF32(query, key, count: headDim) * scale
+                visible = index + 1
+            }
+            FloatKernels.softmax(scores, count: visible)
 
-                let output = b.attention + token * queryDim + head * headDim
-                output.update(repeating: 0, count: headDim)
-                for (index, position) in visible.enumerated() {
-                    let value = cache.values(layer: layer, position: position) + kvOffset
-                    let weight = scores[index]
-                    for dimension in 0..<headDim {
-                        output[dimension] += weight * Float(value[dimension])
-                    }
+            let output = b.attention + token * queryDim + head * headDim
+            output.update(repeating: 0, count: headDim)
+            Self.forEachVisible(position: position, window: window, globals: globals) {
+                index, earlier in
+                let value = cache.values(layer: layer, position: earlier) + kvOffset
+                let weight = scores[index]
+                for dimension in 0..<headDim {
+                    output[dimension] += weight * Float(value[dimension])
                 }
             }
         }

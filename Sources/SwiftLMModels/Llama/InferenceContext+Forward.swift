@@ -134,12 +134,6 @@ extension InferenceContext {
             attendPerformer(layer: layer, tokenCount: tokenCount)
             return
         }
-        if case .slidingWindow(let window, let globalPositions, _) = model.config.attention {
-            attendSlidingWindow(
-                layer: layer, tokenCount: tokenCount, window: window,
-                globalPositions: globalPositions)
-            return
-        }
         attention.layer = layer
         attention.tokenCount = tokenCount
         pool.parallelFor(tokenCount * model.config.headCount, work: attention)
@@ -203,16 +197,30 @@ extension InferenceContext {
     }
 }
 
-/// `InferenceContext.attend`'s exact attention as pool work, kept by the context so that a
-/// decode step allocates nothing.
-final class ExactAttentionWork: ParallelWork, @unchecked Sendable {
+/// `InferenceContext.attend` as pool work (exact attention, or a sliding window), kept by the
+/// context so that a decode step allocates nothing.
+final class AttentionWork: ParallelWork, @unchecked Sendable {
     unowned let context: InferenceContext
     var layer = 0
     var tokenCount = 0
+    /// The window and the global positions (ascending, unique) of a sliding-window model.
+    let slidingWindow: (window: Int, globals: [Int])?
 
-    init(_ context: InferenceContext) { self.context = context }
+    init(_ context: InferenceContext) {
+        self.context = context
+        if case .slidingWindow(let window, let globals, _) = context.model.config.attention {
+            slidingWindow = (window, Array(Set(globals)).sorted())
+        } else {
+            slidingWindow = nil
+        }
+    }
 
     func run(_ range: Range<Int>, thread: Int) {
-        context.attendExact(range, thread: thread, layer: layer, tokenCount: tokenCount)
+        if let (window, globals) = slidingWindow {
+            context.attendSlidingWindow(
+                range, thread: thread, layer: layer, window: window, globals: globals)
+        } else {
+            context.attendExact(range, thread: thread, layer: layer, tokenCount: tokenCount)
+        }
     }
 }

@@ -25,8 +25,8 @@ public final class InferenceContext: @unchecked Sendable {
     /// The RoPE angles of a scaled model (linear, NTK-aware, YaRN), built once; nil for an
     /// unscaled one, which keeps the kernel that matches llama.cpp's plain RoPE.
     let ropeTable: RoPETable?
-    /// The pool work of exact attention, made once (it refers back to this context).
-    lazy var attention = ExactAttentionWork(self)
+    /// The pool work of attention, made once (it refers back to this context).
+    lazy var attention = AttentionWork(self)
 
     /// - Parameters:
     ///   - contextLength: positions the KV cache holds; at most the model's context length.
