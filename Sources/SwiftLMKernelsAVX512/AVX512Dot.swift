@@ -381,7 +381,7 @@ public enum AVX512Kernels {
             return SIMD32(lowHalf: bytes & 0x0F, highHalf: bytes &>> 4)
         }
 
-        /// The 32 signed bytes of a Q8_1 (or Q8_0-shaped) activation block.
+        /// The 32 signed bytes of a Q8_1 activation block.
         @inline(__always)
         static func quants(_ block: UnsafeRawPointer) -> SIMD32<Int8> {
             block.loadUnaligned(fromByteOffset: quantsOffset, as: SIMD32<Int8>.self)

@@ -30,16 +30,7 @@ public enum VectorMath {
     @inlinable @inline(__always)
     public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         typealias V = SIMD16<Float>
-        let shift = V(repeating: 0x1.8p23)
-        let z = shift.addingProduct(x, V(repeating: 0x1.715476p+0))
-        let n = z - shift
-        let b = x.addingProduct(-n, V(repeating: 0x1.62e4p-1))
-            .addingProduct(-n, V(repeating: 0x1.7f7d1cp-20))
-        let u = b * b
-        let high = V(repeating: 0x1.573e2ep-5).addingProduct(V(repeating: 0x1.0e4020p-7), b)
-        let middle = V(repeating: 0x1.fffdb6p-2).addingProduct(V(repeating: 0x1.555e66p-3), b)
-        let low = V(repeating: 1).addingProduct(V(repeating: 0x1.ffffecp-1), b)
-        let j = low.addingProduct(middle.addingProduct(high, u), u)
+        let (j, z, n) = reducedExp(x)
         let result = scaleByPowerOfTwo(j, z: z)
 
         // Far outside the range the polynomial and the scale overflow; ggml blends in 0 or +inf.
@@ -90,23 +81,31 @@ public enum VectorMath {
         typealias V = SIMD16<Float>
         let x = x.replacing(with: V(repeating: -87), where: x .< -87)
 
-        // z = 1.5 · 2^23 + n: adding the shift rounds x / ln 2 to the integer n, which lands in
-        // z's low mantissa bits.
-        let shift = V(repeating: 0x1.8p23)
-        let z = shift.addingProduct(x, V(repeating: 0x1.715476p+0))
-        let n = z - shift
-        let b = x.addingProduct(-n, V(repeating: 0x1.62e4p-1))
-            .addingProduct(-n, V(repeating: 0x1.7f7d1cp-20))
-
-        let u = b * b
-        let high = V(repeating: 0x1.573e2ep-5).addingProduct(V(repeating: 0x1.0e4020p-7), b)
-        let middle = V(repeating: 0x1.fffdb6p-2).addingProduct(V(repeating: 0x1.555e66p-3), b)
-        let low = V(repeating: 1).addingProduct(V(repeating: 0x1.ffffecp-1), b)
-        let j = low.addingProduct(middle.addingProduct(high, u), u)
+        let (j, z, _) = reducedExp(x)
 
         // 2^n: n + 127 into the exponent field. The mantissa of z holds 2^22 + n; the bits above
         // it shift out of the word.
         let zBits = unsafeBitCast(z, to: SIMD16<Int32>.self)
         return j * unsafeBitCast((zBits &+ (127 &- 0x40_0000)) &<< 23, to: V.self)
+    }
+
+    /// The part of e^x that `exp` and `clampedExp` share (ggml's `ggml_v_expf`): x = n ln 2 + b
+    /// with n = round(x / ln 2), and e^b by a degree-5 polynomial, `j`. `z` = 1.5 · 2^23 + n:
+    /// adding the shift rounds x / ln 2 to the integer n, which lands in z's low mantissa bits.
+    @inlinable @inline(__always)
+    static func reducedExp(
+        _ x: SIMD16<Float>
+    ) -> (j: SIMD16<Float>, z: SIMD16<Float>, n: SIMD16<Float>) {
+        typealias V = SIMD16<Float>
+        let shift = V(repeating: 0x1.8p23)
+        let z = shift.addingProduct(x, V(repeating: 0x1.715476p+0))
+        let n = z - shift
+        let b = x.addingProduct(-n, V(repeating: 0x1.62e4p-1))
+            .addingProduct(-n, V(repeating: 0x1.7f7d1cp-20))
+        let u = b * b
+        let high = V(repeating: 0x1.573e2ep-5).addingProduct(V(repeating: 0x1.0e4020p-7), b)
+        let middle = V(repeating: 0x1.fffdb6p-2).addingProduct(V(repeating: 0x1.555e66p-3), b)
+        let low = V(repeating: 1).addingProduct(V(repeating: 0x1.ffffecp-1), b)
+        return (low.addingProduct(middle.addingProduct(high, u), u), z, n)
     }
 }
