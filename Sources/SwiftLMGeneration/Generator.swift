@@ -59,9 +59,10 @@ public struct Generator {
         stopStrings: [String] = [], onText: (String) -> Bool = { _ in true }
     ) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
-        guard prompt.count < context.contextLength else {
+        guard context.virtualLength + prompt.count < context.contextLength else {
             throw ModelError.contextOverflow(
-                tokens: prompt.count, contextLength: context.contextLength)
+                tokens: context.virtualLength + prompt.count,
+                contextLength: context.contextLength)
         }
         let shared = zip(context.tokens, prompt).prefix { $0 == $1 }.count
         let reused = context.reusablePrefix(min(shared, prompt.count - 1))

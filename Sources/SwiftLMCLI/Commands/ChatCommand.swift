@@ -23,8 +23,8 @@ enum ChatCommand: Command {
         let sampling = try SamplingOptions.sampling(arguments)
         let maxTokens = try SamplingOptions.maxTokens(arguments)
         let threads = try SamplingOptions.threads(arguments)
-        let model = try ModelLocation.open(arguments)
-        let template = try model.chatTemplate()
+        let model = try LoadedModel(arguments)
+        let template = try model.file.chatTemplate()
 
         var messages: [ChatMessage] = []
         if let system = arguments.string("system") {
@@ -33,8 +33,7 @@ enum ChatCommand: Command {
         let contextLength = try arguments.int(
             "context", default: min(4096, model.config.contextLength),
             range: 16...model.config.contextLength)
-        let context = InferenceContext(
-            model: model.model, contextLength: contextLength, threadCount: threads)
+        let context = try model.context(contextLength: contextLength, threads: threads)
         let generator = Generator(tokenizer: model.tokenizer, context: context)
 
         let interactive = isatty(STDIN_FILENO) != 0
@@ -49,7 +48,7 @@ enum ChatCommand: Command {
         }
 
         printError(
-            "Chatting with \(model.file.metadata["general.name"]?.string ?? "the model"). "
+            "Chatting with \(model.file.file.metadata["general.name"]?.string ?? "the model"). "
                 + "End with Ctrl-D or /exit.")
         while true {
             printError("> ", terminator: "")
@@ -64,7 +63,7 @@ enum ChatCommand: Command {
 
     /// Renders the conversation, streams the assistant's answer to stdout and returns it.
     private static func answer(
-        _ messages: [ChatMessage], _ model: PretrainedModel, _ template: ChatTemplate,
+        _ messages: [ChatMessage], _ model: LoadedModel, _ template: ChatTemplate,
         _ generator: Generator, _ sampling: SamplingParameters, _ maxTokens: Int,
         _ arguments: Arguments
     ) throws -> String {

@@ -22,7 +22,7 @@ enum GenerateCommand: Command {
         let maxTokens = try SamplingOptions.maxTokens(arguments)
         let threads = try SamplingOptions.threads(arguments)
 
-        let model = try ModelLocation.open(arguments)
+        let model = try LoadedModel(arguments)
         let tokens = model.tokenizer.encode(prompt)
         guard !tokens.isEmpty else { throw ModelError.emptyPrompt }
         let context = try SamplingOptions.context(

@@ -6,8 +6,8 @@ enum PerplexityCommand: Command {
     static let name = "perplexity"
     static let summary = "measure the perplexity of a text file"
     static let usage = """
-        swiftlm perplexity [--model PATH] --file PATH [--context N] [--threads N]
-                           [--rope-scaling KIND[:FACTOR[:ORIGINAL]]]
+        swiftlm perplexity [--model PATH] [--adapter DIR] --file PATH [--context N]
+                           [--threads N] [--rope-scaling KIND[:FACTOR[:ORIGINAL]]]
 
         Scores the file in consecutive windows of N tokens (default 512), counting the second
         half of each, like llama.cpp's perplexity tool. --rope-scaling replaces the model's RoPE
@@ -16,11 +16,14 @@ enum PerplexityCommand: Command {
         beyond the length it was trained on. Progress goes to stderr; the last line
         of stdout is JSON: {"tokens": n, "perplexity": x, "scored": s, "windows": w}, where n
         counts every token of the file and s the tokens whose likelihood was scored.
+        --adapter DIR applies a PEFT adapter (LoRA, prefix or prompt tuning); a prefix or
+        prompt adapter's virtual tokens come before every window.
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
         let arguments = try Arguments(
-            argv, valued: ["model", "file", "context", "threads", "rope-scaling"], flags: [])
+            argv, valued: ["model", "adapter", "file", "context", "threads", "rope-scaling"],
+            flags: [])
         let path = try arguments.requiredString("file")
         let windowLength = try arguments.int("context", default: 512, range: 4...1_048_576)
         let threads = try SamplingOptions.threads(arguments)
@@ -34,7 +37,7 @@ enum PerplexityCommand: Command {
             throw UsageError("\(path) is not UTF-8 text")
         }
 
-        let model = try ModelLocation.open(arguments)
+        let model = try LoadedModel(arguments)
         var decoder = model.model
         if let text = arguments.string("rope-scaling") {
             decoder = try rescaled(decoder, text, contextLength: windowLength)
@@ -46,8 +49,8 @@ enum PerplexityCommand: Command {
         }
         let tokenizer = model.tokenizer
         let tokens = tokenizer.encode(text)
-        let context = InferenceContext(
-            model: decoder, contextLength: windowLength, threadCount: threads)
+        let context = try model.context(
+            contextLength: windowLength, threads: threads, model: decoder)
 
         let windows = tokens.count / windowLength
         let bar = ProgressBar(total: windows, unit: "windows")

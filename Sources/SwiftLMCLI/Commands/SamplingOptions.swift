@@ -4,11 +4,12 @@ import SwiftLM
 enum SamplingOptions {
     static let valued: Set<String> = [
         "model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed",
-        "threads", "stop",
+        "threads", "stop", "adapter",
     ]
 
     static let usage = [
         "  --model PATH           GGUF model file (default: the default model)",
+        LoadedModel.usage,
         "  --max-tokens N         tokens to generate at most (default 128)",
         "  --temperature T        0 is greedy (default 0.8)",
         "  --top-k K              keep the K most likely tokens, 0 keeps all (default 40)",
@@ -41,15 +42,14 @@ enum SamplingOptions {
 
     /// An inference context with room for the prompt and the answer, within the model's context.
     static func context(
-        for model: PretrainedModel, promptTokens: Int, maxTokens: Int, threads: Int
+        for model: LoadedModel, promptTokens: Int, maxTokens: Int, threads: Int
     ) throws -> InferenceContext {
-        let contextLength = model.config.contextLength
+        let contextLength = model.config.contextLength - (model.virtualPrefix?.length ?? 0)
         guard promptTokens < contextLength else {
             throw ModelError.contextOverflow(tokens: promptTokens, contextLength: contextLength)
         }
-        return InferenceContext(
-            model: model.model, contextLength: min(contextLength, promptTokens + maxTokens),
-            threadCount: threads)
+        return try model.context(
+            contextLength: min(contextLength, promptTokens + maxTokens), threads: threads)
     }
 
     /// Generates an answer to `prompt`, streaming it to stdout, then a newline, and the speed

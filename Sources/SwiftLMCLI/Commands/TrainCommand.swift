@@ -244,7 +244,7 @@ enum TrainCommand: Command {
     }
 
     /// A token file as it is, or text tokenized once into DIR/data.tokens.
-    private static func loadData(
+    static func loadData(
         _ path: String, tokenizer: Tokenizer, directory: String, minimum: Int
     ) throws -> TokenDataset {
         var isDirectory: ObjCBool = false

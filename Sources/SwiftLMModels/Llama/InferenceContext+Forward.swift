@@ -6,12 +6,22 @@ extension InferenceContext {
     /// `[tokenCount] -> [logitRows, vocabSize]` in `buffers.logits`, for the last `logitRows`
     /// tokens. Appends the tokens' keys and values to the cache.
     func forward(_ tokens: ArraySlice<Int>, logitRows: Int) {
+        embed(tokens, into: buffers.x)
+        forwardEmbedded(tokenCount: tokens.count, logitRows: logitRows)
+    }
+
+    /// `forward` from input embeddings, `[count, hidden]`, instead of token ids (prompt
+    /// tuning's virtual tokens); no logits.
+    func forward(embeddings: UnsafePointer<Float>, count: Int) {
+        buffers.x.update(from: embeddings, count: count * model.config.hidden)
+        forwardEmbedded(tokenCount: count, logitRows: 0)
+    }
+
+    /// `forward` after the embedding: the rows of `buffers.x` are the inputs.
+    private func forwardEmbedded(tokenCount: Int, logitRows: Int) {
         let config = model.config
-        let tokenCount = tokens.count
         let hidden = config.hidden
         let b = buffers
-
-        embed(tokens, into: b.x)
 
         for layer in 0..<config.layerCount {
             let weights = model.blocks[layer]
@@ -172,6 +182,10 @@ extension InferenceContext {
                     ? FloatKernels.dotLanes16(query, key, count: headDim)
                     : FloatKernels.dotF16(query, key, count: headDim)
                 scores[position] = dot * scale
+            }
+            if let logGates = prefixLogGates {
+                let logGate = logGates[layer * config.headCount + head]
+                for position in 0..<min(virtualLength, visible) { scores[position] += logGate }
             }
 
             // llama.cpp's KV view holds a multiple of 256 positions, the ones not visible

@@ -1,4 +1,21 @@
+import Foundation
 import SwiftLMCore
+
+/// Virtual tokens that a prefix or prompt tuning adapter puts before every sequence.
+public enum VirtualPrefix: Sendable {
+    /// `[length, layerCount * 2 * kvDim]`: each layer's key (after RoPE) and value per position
+    /// (the layout of `Adapter.prefix`), and the heads' gates `[layerCount, headCount]` on
+    /// them (nil: all 1).
+    case keysAndValues(Tensor, gates: Tensor?)
+    /// `[length, hidden]` input embeddings.
+    case embeddings(Tensor)
+
+    public var length: Int {
+        switch self {
+        case .keysAndValues(let table, _), .embeddings(let table): return table.shape[0]
+        }
+    }
+}
 
 /// Which rows of logits `InferenceContext.evaluate` returns.
 public enum LogitsRequest: Sendable {
@@ -63,20 +80,70 @@ public final class InferenceContext: @unchecked Sendable {
         tokens.reserveCapacity(capacity)
     }
 
-    /// Positions held so far: the position of the next token.
+    /// Positions held so far, the virtual prefix's included: the position of the next token.
     public var position: Int { cache.count }
     public var contextLength: Int { cache.capacity }
 
-    /// The tokens whose keys and values the cache holds, in order.
+    /// The tokens whose keys and values the cache holds, in order (after the virtual prefix).
     public private(set) var tokens: [Int] = []
 
-    /// Forgets the sequence, keeping the allocations.
+    /// Positions `0..<virtualLength` of every sequence that hold a prefix or prompt tuning
+    /// adapter's virtual tokens rather than real ones; 0 without such an adapter.
+    public private(set) var virtualLength = 0
+    /// Prefix tuning's gates as `log g`, `[layerCount * headCount]`; nil when all are 1.
+    private(set) var prefixLogGates: [Float]?
+
+    /// Puts an adapter's virtual tokens in front of every sequence from now on (nil removes
+    /// them) and forgets the current sequence. Prefix tuning's keys and values go into the
+    /// cache as they are; prompt tuning's embeddings run through the model like tokens.
+    /// Throws when they do not fit the context or the attention kind keeps no full cache.
+    public func setVirtualPrefix(_ prefix: VirtualPrefix?) throws {
+        tokens.removeAll()
+        cache.truncate(to: 0)
+        virtualLength = 0
+        prefixLogGates = nil
+        guard let prefix else { return }
+        guard model.config.attention == .exact else {
+            throw ModelError.unsupportedMetadata(
+                key: "attention", value: model.config.attention.name,
+                supported: "prefix and prompt tuning with exact attention")
+        }
+        guard prefix.length < contextLength, prefix.length <= batchCapacity else {
+            throw ModelError.contextOverflow(tokens: prefix.length, contextLength: contextLength)
+        }
+
+        switch prefix {
+        case .keysAndValues(let table, let gates):
+            let config = model.config
+            // A gate scales the prefix's weights before the softmax: log g added to the
+            // score (log 0 = -infinity, a closed gate).
+            prefixLogGates = gates.map { $0.toArray().map { log($0) } }
+            let width = table.shape[1]
+            for position in 0..<prefix.length {
+                for layer in 0..<config.layerCount {
+                    let row = table.floats + position * width + 2 * layer * config.kvDim
+                    let keys = cache.keys(layer: layer, position: position)
+                    let values = cache.values(layer: layer, position: position)
+                    for i in 0..<config.kvDim {
+                        keys[i] = Float16(row[i])
+                        values[i] = Float16(row[config.kvDim + i])
+                    }
+                }
+            }
+            cache.count = prefix.length
+        case .embeddings(let table):
+            forward(embeddings: table.floats, count: prefix.length)
+        }
+        virtualLength = prefix.length
+    }
+
+    /// Forgets the sequence, keeping the allocations and the virtual prefix.
     public func reset() { truncate(to: 0) }
 
-    /// Forgets every position from `count` on and keeps the cache of the prefix before it.
+    /// Forgets every token from `count` on and keeps the cache of the ones before it.
     /// `count` must be `reusablePrefix(count)`: 0, or a prefix that the cache still holds.
     public func truncate(to count: Int) {
-        cache.truncate(to: count)
+        cache.truncate(to: virtualLength + count)
         tokens.removeSubrange(count...)
         if count == 0 { for state in performerStates { state.reset() } }
     }
@@ -84,7 +151,9 @@ public final class InferenceContext: @unchecked Sendable {
     /// `length` when the first `length` tokens can be kept by `truncate(to:)`, else 0: a
     /// sliding-window cache may have overwritten what a shorter prefix needs, and Performer's
     /// running sums cannot be rewound.
-    public func reusablePrefix(_ length: Int) -> Int { cache.reusablePrefix(length) }
+    public func reusablePrefix(_ length: Int) -> Int {
+        max(0, cache.reusablePrefix(virtualLength + length) - virtualLength)
+    }
 
     /// What the KV cache keeps for `attention`: a sliding window needs only its window, the
     /// chunk being evaluated and the global positions, unless a global position lies past the

@@ -65,6 +65,27 @@ public final class LlamaModel: @unchecked Sendable {
         self.output = output
     }
 
+    /// Every tensor with its GGUF name, in file order (the output head only when untied).
+    public var namedTensors: [(name: String, tensor: Tensor)] {
+        var tensors = [(WeightNames.tokenEmbedding, tokenEmbedding)]
+        for (layer, block) in blocks.enumerated() {
+            let names = WeightNames.Block(layer: layer)
+            tensors += [
+                (names.attentionNorm, block.attentionNorm), (names.query, block.query.tensor),
+                (names.key, block.key.tensor), (names.value, block.value.tensor),
+                (names.attentionOutput, block.attentionOutput.tensor),
+                (names.feedForwardNorm, block.feedForwardNorm), (names.gate, block.gate.tensor),
+                (names.up, block.up.tensor), (names.down, block.down.tensor),
+            ]
+        }
+        tensors.append((WeightNames.outputNorm, outputNorm))
+        if !config.tiedEmbeddings { tensors.append((WeightNames.output, output.tensor)) }
+        return tensors.map { (name: $0.0, tensor: $0.1) }
+    }
+
+    /// Weights in all, a tied output head counted once.
+    public var parameterCount: Int { namedTensors.reduce(0) { $0 + $1.tensor.elementCount } }
+
     /// Every weight matrix of the model, for reports such as `swiftlm info`.
     public var weightMatrices: [WeightMatrix] {
         blocks.flatMap { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] }

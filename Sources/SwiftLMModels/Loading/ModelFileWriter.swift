@@ -10,14 +10,20 @@ public enum ModelFileWriter {
     ///   - config: The hyperparameters, written as `llama.*` metadata. Weights must be in
     ///     GGUF's adjacent-pair RoPE layout (`config.ropeInterleaved`).
     ///   - tokenizer: `tokenizer.*` metadata pairs (see `tokenizerMetadata`).
-    ///   - tensors: F32 weights by GGUF name, shapes outermost first.
-    ///   - type: `.f32` or `.f16`; norms stay F32 as llama.cpp's converter keeps them.
+    ///   - tensors: weights by GGUF name, shapes outermost first: F32 tensors are stored as
+    ///     `type`, tensors of another type (a merged model's untouched quantized weights) as
+    ///     they are.
+    ///   - type: what F32 matrices become: `.f32`, `.f16`, or a type `Quantization`
+    ///     quantizes (Q8_0, Q4_0, Q4_1...); norms stay F32 as llama.cpp's converter keeps them.
+    ///   - fileType: `general.file_type` when the matrices are of several types (a merged
+    ///     model keeps its base's); by default the one `type` implies.
     public static func write(
         config: LlamaConfig, name: String, tokenizer: [(key: String, value: GGUFValue)],
-        tensors: [(name: String, tensor: Tensor)], type: ElementType = .f32, to path: String
+        tensors: [(name: String, tensor: Tensor)], type: ElementType = .f32,
+        fileType: UInt32? = nil, to path: String
     ) throws {
         precondition(config.ropeInterleaved, "GGUF Llama files use adjacent-pair RoPE")
-        precondition(type == .f32 || type == .f16, "write: F32 or F16 weights")
+        precondition(Quantization.canQuantize(type), "write: \(type) weights")
         var writer = GGUFWriter()
         let arch = "llama"
         writer.set("general.architecture", .string(arch))
@@ -35,7 +41,7 @@ public enum ModelFileWriter {
         setRoPEScaling(config, arch: arch, in: &writer)
         writer.set(
             "\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEpsilon))
-        writer.set("general.file_type", .uint32(type == .f16 ? 1 : 0))
+        writer.set("general.file_type", .uint32(fileType ?? Self.fileType(type)))
         if config.attention != .exact {
             let json = try JSONEncoder().encode(config.attention)
             writer.set(LlamaConfig.attentionKey, .string(String(decoding: json, as: UTF8.self)))
@@ -46,16 +52,43 @@ public enum ModelFileWriter {
         for (key, value) in tokenizer { writer.set(key, value) }
 
         for (tensorName, tensor) in tensors {
-            let values = tensor.toArray()
+            if tensor.type != .f32 {
+                let bytes = Array(
+                    UnsafeRawBufferPointer(
+                        start: tensor.raw, count: tensor.rowCount * tensor.rowBytes))
+                try writer.addTensor(
+                    name: tensorName, shape: tensor.shape.reversed(), type: tensor.type,
+                    data: bytes)
+                continue
+            }
             let storedType = tensor.rank == 1 ? ElementType.f32 : type
-            let bytes =
-                storedType == .f16
-                ? values.withUnsafeBytes { _ in halfBytes(values) }
-                : values.withUnsafeBytes { Array($0) }
+            let rowBytes = storedType.byteCount(elements: tensor.rowLength)!
+            var bytes = [UInt8](repeating: 0, count: tensor.rowCount * rowBytes)
+            bytes.withUnsafeMutableBytes { out in
+                for row in 0..<tensor.rowCount {
+                    Quantization.quantizeRow(
+                        storedType, tensor.floats + row * tensor.rowLength,
+                        out.baseAddress! + row * rowBytes, count: tensor.rowLength)
+                }
+            }
             try writer.addTensor(
                 name: tensorName, shape: tensor.shape.reversed(), type: storedType, data: bytes)
         }
         try writer.write(to: path)
+    }
+
+    /// llama.cpp's `general.file_type` (`llama_ftype`) of a file whose matrices are `type`.
+    static func fileType(_ type: ElementType) -> UInt32 {
+        switch type {
+        case .f16: return 1
+        case .q4_0: return 2
+        case .q4_1: return 3
+        case .q8_0: return 7
+        case .q5_0: return 8
+        case .q5_1: return 9
+        case .bf16: return 32
+        default: return 0
+        }
     }
 
     /// `rope.freq_base` and the `rope.scaling.*` keys that `LlamaConfig(gguf:)` and llama.cpp read
@@ -124,16 +157,5 @@ public enum ModelFileWriter {
         pairs.append(("tokenizer.ggml.add_bos_token", .bool(vocabulary.addBOS)))
         pairs.append(("tokenizer.ggml.add_eos_token", .bool(vocabulary.addEOS)))
         return pairs
-    }
-
-    private static func halfBytes(_ values: [Float]) -> [UInt8] {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(values.count * 2)
-        for value in values {
-            let bits = Float16(value).bitPattern
-            bytes.append(UInt8(bits & 0xFF))
-            bytes.append(UInt8(bits >> 8))
-        }
-        return bytes
     }
 }

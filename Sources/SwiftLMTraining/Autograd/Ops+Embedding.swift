@@ -11,9 +11,12 @@ extension Ops {
         let hidden = table.shape[1]
         precondition(tokens.allSatisfy { $0 >= 0 && $0 < vocabSize }, "embedding: token id range")
         let result = Tensor(uninitialized: [tokens.count, hidden])
-        let source = table.value.floats
+        // A frozen quantized table (QLoRA's base) is dequantized row by row; rows of F32 are
+        // copied, which is the same call.
         for (row, token) in tokens.enumerated() {
-            (result.floats + row * hidden).update(from: source + token * hidden, count: hidden)
+            Quantization.dequantizeRow(
+                table.value.type, table.value.row(token), result.floats + row * hidden,
+                count: hidden)
         }
 
         return Variable(result, inputs: [table]) { output in

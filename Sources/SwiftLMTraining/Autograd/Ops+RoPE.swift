@@ -23,9 +23,11 @@ extension Ops {
     ///   - interleaved: true to rotate adjacent pairs `(2i, 2i + 1)`, the layout of Llama GGUF
     ///     files; false to rotate `(i, i + ropeDims / 2)`, Hugging Face's `rotate_half`.
     ///   - scaling: linear, NTK-aware or YaRN scaling of the angles; `.none` by default.
+    ///   - positionOffset: the position of each sequence's first token (prefix tuning puts
+    ///     the learned prefix at positions `0..<P` and the tokens after it).
     public static func rope(
         _ x: Variable, seqLen: Int, headCount: Int, headDim: Int, ropeDims: Int, base: Float,
-        interleaved: Bool, scaling: RoPEScaling = .none
+        interleaved: Bool, scaling: RoPEScaling = .none, positionOffset: Int = 0
     ) -> Variable {
         precondition(x.value.rank == 2, "rope: 2-D input, got \(x.shape)")
         precondition(
@@ -37,14 +39,16 @@ extension Ops {
         precondition(
             ropeDims > 0 && ropeDims % 2 == 0 && ropeDims <= headDim,
             "rope: ropeDims \(ropeDims) must be even and in 2...\(headDim)")
+        precondition(positionOffset >= 0, "rope: negative position offset")
         let layout = RotaryLayout(
             seqLen: seqLen, headCount: headCount, headDim: headDim, ropeDims: ropeDims,
-            interleaved: interleaved)
+            interleaved: interleaved, positionOffset: positionOffset)
+        let positions = positionOffset + seqLen
         let tables =
             scaling.kind == .none
-            ? RotaryTables(seqLen: seqLen, ropeDims: ropeDims, base: base)
+            ? RotaryTables(seqLen: positions, ropeDims: ropeDims, base: base)
             : RotaryTables(
-                seqLen: seqLen, table: RoPETable(dims: ropeDims, base: base, scaling: scaling))
+                seqLen: positions, table: RoPETable(dims: ropeDims, base: base, scaling: scaling))
 
         let result = Tensor(uninitialized: x.shape)
         layout.rotate(
@@ -108,6 +112,7 @@ private struct RotaryLayout {
     let headDim: Int
     let ropeDims: Int
     let interleaved: Bool
+    let positionOffset: Int
 
     /// `[tokens, headCount * headDim] -> [tokens, headCount * headDim]`: turns every pair by
     /// `direction` (1 or -1) times its angle, writing or adding into `target`.
@@ -124,7 +129,7 @@ private struct RotaryLayout {
 
         let rotateTokens: (Range<Int>) -> Void = { range in
             for token in range {
-                let angles = (token % seqLen) * half
+                let angles = (token % seqLen + positionOffset) * half
                 for head in 0..<headCount {
                     let offset = token * width + head * headDim
                     let x = source + offset

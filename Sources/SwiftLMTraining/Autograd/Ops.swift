@@ -49,6 +49,7 @@ public enum Ops {
         let inFeatures = x.shape[1]
         let outFeatures = weight.shape[0]
         precondition(weight.shape[1] == inFeatures, "linear: \(x.shape) · \(weight.shape)ᵀ")
+        if weight.value.type != .f32 { return frozenQuantizedLinear(x, weight: weight.value) }
         let result = Tensor(uninitialized: [tokens, outFeatures])
         BLAS.gemm(
             transposeA: false, transposeB: true, m: tokens, n: outFeatures, k: inFeatures,
@@ -71,6 +72,63 @@ public enum Ops {
                     k: tokens, upstream, lda: outFeatures, x.value.floats, ldb: inFeatures,
                     beta: 1, weight.gradientStorage(), ldc: inFeatures, pool: pool)
             }
+        }
+    }
+
+    /// Rows of a quantized weight dequantized at a time: about a megabyte of floats, so the
+    /// panel stays in the L2 cache while BLAS reads it and no F32 copy of the matrix exists.
+    static let dequantizedPanelFloats = 1 << 18
+
+    /// `Ops.linear` with a frozen quantized weight (QLoRA's base): the weight is dequantized
+    /// panel by panel in the forward and again in the backward, which passes the gradient on
+    /// to `x` only. A full-size F32 copy would cost 4 bytes a weight instead of about 0.6
+    /// (Q4_1), the memory QLoRA exists to save; the price is one dequantization per pass.
+    static func frozenQuantizedLinear(_ x: Variable, weight: Tensor) -> Variable {
+        let tokens = x.shape[0]
+        let inFeatures = x.shape[1]
+        let outFeatures = weight.shape[0]
+        let panelRows = max(1, min(outFeatures, dequantizedPanelFloats / inFeatures))
+        let result = Tensor(uninitialized: [tokens, outFeatures])
+        forEachDequantizedPanel(of: weight, rows: panelRows) { panel, first, rows in
+            BLAS.gemm(
+                transposeA: false, transposeB: true, m: tokens, n: rows, k: inFeatures,
+                x.value.floats, lda: inFeatures, panel, ldb: inFeatures, result.floats + first,
+                ldc: outFeatures, pool: pool)
+        }
+
+        return Variable(result, inputs: [x]) { output in
+            let upstream = output.gradient!.floats
+            let target = x.gradientStorage()
+            // dX[tokens, in] += dY[tokens, panel] · W[panel, in], panel by panel.
+            forEachDequantizedPanel(of: weight, rows: panelRows) { panel, first, rows in
+                BLAS.gemm(
+                    transposeA: false, transposeB: false, m: tokens, n: inFeatures, k: rows,
+                    upstream + first, lda: outFeatures, panel, ldb: inFeatures, beta: 1,
+                    target, ldc: inFeatures, pool: pool)
+            }
+        }
+    }
+
+    /// Calls `body(panel, firstRow, rowCount)` for consecutive panels of at most `rows` rows
+    /// of `weight`, each dequantized to F32 by the pool's threads.
+    static func forEachDequantizedPanel(
+        of weight: Tensor, rows panelRows: Int,
+        _ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void
+    ) {
+        let outFeatures = weight.shape[0]
+        let inFeatures = weight.shape[1]
+        let panel = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * inFeatures)
+        defer { panel.deallocate() }
+        for first in stride(from: 0, to: outFeatures, by: panelRows) {
+            let rows = min(panelRows, outFeatures - first)
+            pool.parallelFor(rows) { range in
+                for row in range {
+                    Quantization.dequantizeRow(
+                        weight.type, weight.row(first + row), panel + row * inFeatures,
+                        count: inFeatures)
+                }
+            }
+            body(panel, first, rows)
         }
     }
 }

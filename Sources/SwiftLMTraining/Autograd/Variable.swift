@@ -29,8 +29,14 @@ public final class Variable: @unchecked Sendable {
     let backwardStep: ((Variable) -> Void)?
 
     /// A leaf: a parameter (`requiresGradient: true`) or a constant input.
+    ///
+    /// A constant may hold a quantized tensor: the frozen base weights of QLoRA stay in their
+    /// GGUF type, and `Ops.linear` and `Ops.embedding` dequantize them as they go. Every
+    /// other operation takes F32 only.
     public init(_ value: Tensor, requiresGradient: Bool = false, name: String = "") {
-        precondition(value.type == .f32, "autograd works on F32 tensors, got \(value.type)")
+        precondition(
+            value.type == .f32 || !requiresGradient,
+            "autograd differentiates F32 tensors, got a trainable \(value.type)")
         self.value = value
         self.requiresGradient = requiresGradient
         self.name = name

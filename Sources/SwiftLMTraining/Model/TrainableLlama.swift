@@ -27,11 +27,18 @@ public struct ForwardOptions: Sendable {
     public var dropout: Float = 0
     /// The seed of this step's dropout masks; each block and sub-layer derives its own.
     public var dropoutSeed: UInt64 = 0
+    /// A training step rather than an evaluation: turns on the adapter's own dropout (LoRA's
+    /// on its input), which the adapter's settings carry.
+    public var training = false
 
-    public init(checkpointing: Bool = false, dropout: Float = 0, dropoutSeed: UInt64 = 0) {
+    public init(
+        checkpointing: Bool = false, dropout: Float = 0, dropoutSeed: UInt64 = 0,
+        training: Bool = false
+    ) {
         self.checkpointing = checkpointing
         self.dropout = dropout
         self.dropoutSeed = dropoutSeed
+        self.training = training
     }
 }
 
@@ -63,22 +70,42 @@ public final class TrainableLlama: @unchecked Sendable {
         set { config.performerDraw = newValue }
     }
 
-    /// Every parameter with its GGUF name, in file order.
+    /// The adapter trained on top of the base weights (LoRA, prefix or prompt tuning); nil
+    /// when the base weights themselves train or for plain inference checks.
+    public var adapter: TrainableAdapter?
+
+    /// How the base weights are held.
+    public enum Base: Sendable {
+        /// F32 and trained (training from scratch, full fine-tuning).
+        case trainable
+        /// F32 and frozen (LoRA).
+        case frozen
+        /// Frozen in the model file's own types, dequantized as used (QLoRA).
+        case quantized
+    }
+
+    /// Every base weight with its GGUF name, in file order (trainable or not).
     public var parameters: [Variable] {
         [tokenEmbedding] + blocks.flatMap(\.all) + [outputNorm] + (output.map { [$0] } ?? [])
     }
 
+    /// What the optimizer updates: the base weights that train, then the adapter's.
+    public var trainableParameters: [Variable] {
+        parameters.filter(\.requiresGradient) + (adapter?.parameters ?? [])
+    }
+
     /// Parameters from named F32 tensors (a checkpoint, or a converted file), by GGUF name.
-    /// Throws naming the first missing or mis-shaped tensor.
-    public init(config: LlamaConfig, tensors: [String: Tensor]) throws {
+    /// Throws naming the first missing or mis-shaped tensor. With `trainable` false the
+    /// weights are frozen constants and may be of any type `Ops.linear` dequantizes.
+    public init(config: LlamaConfig, tensors: [String: Tensor], trainable: Bool = true) throws {
         try config.validate()
         self.config = config
         func parameter(_ name: String, _ shape: [Int]) throws -> Variable {
             guard let tensor = tensors[name] else { throw ModelError.missingTensor(name) }
-            guard tensor.shape == shape, tensor.type == .f32 else {
+            guard tensor.shape == shape, tensor.type == .f32 || !trainable else {
                 throw ModelError.shapeMismatch(tensor: name, expected: shape, found: tensor.shape)
             }
-            return Variable(tensor, requiresGradient: true, name: name)
+            return Variable(tensor, requiresGradient: trainable, name: name)
         }
         let shapes = Self.shapes(config)
         tokenEmbedding = try parameter(WeightNames.tokenEmbedding, shapes.embedding)
@@ -137,11 +164,14 @@ public final class TrainableLlama: @unchecked Sendable {
         try self.init(config: config, tensors: tensors)
     }
 
-    /// F32 copies of a pretrained model's weights (dequantized), for full fine-tuning.
-    public convenience init(model: LlamaModel) throws {
+    /// A pretrained model's weights: F32 copies (dequantized) that train for full
+    /// fine-tuning or stay frozen for LoRA, or for QLoRA the model's own tensors, frozen and
+    /// shared with it (nothing is copied).
+    public convenience init(model: LlamaModel, base: Base = .trainable) throws {
         var tensors: [String: Tensor] = [:]
         func copy(_ tensor: Tensor) -> Tensor {
-            Tensor(shape: tensor.shape, values: tensor.toArray())
+            guard base != .quantized else { return tensor }
+            return Tensor(shape: tensor.shape, values: tensor.toArray())
         }
         tensors[WeightNames.tokenEmbedding] = copy(model.tokenEmbedding)
         for (layer, block) in model.blocks.enumerated() {
@@ -158,7 +188,7 @@ public final class TrainableLlama: @unchecked Sendable {
         }
         tensors[WeightNames.outputNorm] = copy(model.outputNorm)
         if !model.config.tiedEmbeddings { tensors[WeightNames.output] = copy(model.output.tensor) }
-        try self.init(config: model.config, tensors: tensors)
+        try self.init(config: model.config, tensors: tensors, trainable: base == .trainable)
     }
 
     /// The parameters by GGUF name (for checkpoints and export).

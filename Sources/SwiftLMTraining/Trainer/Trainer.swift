@@ -33,7 +33,7 @@ public struct TrainingStepReport: Sendable {
 /// steps the uninterrupted run would have taken.
 public final class Trainer {
     public let model: TrainableLlama
-    public let dataset: TokenDataset
+    public let dataset: any TrainingData
     public let options: TrainingOptions
     public let directory: String
     public let optimizer: any Optimizer
@@ -48,7 +48,7 @@ public final class Trainer {
     /// On resume the model, optimizer state, step and random state come from the checkpoint;
     /// `model` must have the checkpoint's configuration (its weights are overwritten).
     public init(
-        model: TrainableLlama, dataset: TokenDataset, options: TrainingOptions,
+        model: TrainableLlama, dataset: any TrainingData, options: TrainingOptions,
         directory: String, resume: Bool
     ) throws {
         try options.validate()
@@ -67,7 +67,7 @@ public final class Trainer {
         schedule = .warmupCosine(
             peak: options.learningRate, warmupSteps: options.resolvedWarmupSteps,
             totalSteps: options.steps, minimum: options.resolvedMinLearningRate)
-        optimizer = Self.makeOptimizer(options, parameters: model.parameters)
+        optimizer = Self.makeOptimizer(options, parameters: model.trainableParameters)
         if resume { try restore() }
         // Lines logged after the checkpoint belong to steps that will run again.
         metrics = try MetricsLog(directory: directory, resumingFrom: resume ? step : nil)
@@ -87,9 +87,9 @@ public final class Trainer {
         var windowTokens = 0
 
         while step < min(last, options.steps) {
-            let (loss, gradientNorm) = try trainStep()
+            let (loss, gradientNorm, tokens) = try trainStep()
             step += 1
-            windowTokens += options.tokensPerStep
+            windowTokens += tokens
             let elapsed = Date().timeIntervalSince(windowStart)
             let report = TrainingStepReport(
                 step: step, totalSteps: options.steps, loss: loss,
@@ -120,23 +120,26 @@ public final class Trainer {
         }
     }
 
-    /// One optimizer step over `accumulationSteps` micro-batches: returns the mean loss and
-    /// the gradient norm before clipping.
-    func trainStep() throws -> (loss: Double, gradientNorm: Float) {
+    /// One optimizer step over `accumulationSteps` micro-batches: returns the mean loss, the
+    /// gradient norm before clipping and the positions trained on.
+    func trainStep() throws -> (loss: Double, gradientNorm: Float, tokens: Int) {
         if case .performer(_, let redrawEvery) = model.config.attention, redrawEvery > 0 {
             model.performerDraw = step / redrawEvery
         }
-        for parameter in model.parameters { parameter.zeroGradient() }
+        let parameters = model.trainableParameters
+        for parameter in parameters { parameter.zeroGradient() }
         var lossSum = 0.0
+        var tokens = 0
         for _ in 0..<options.accumulationSteps {
-            let batch = dataset.nextBatch(
+            let batch = dataset.trainingBatch(
                 batchSize: options.batchSize, seqLen: options.seqLen, random: &random)
             let forward = ForwardOptions(
                 checkpointing: options.checkpointing, dropout: options.dropout,
-                dropoutSeed: random.next())
+                dropoutSeed: random.next(), training: true)
             let loss = model.loss(
-                tokens: batch.inputs, targets: batch.targets, batchSize: options.batchSize,
-                seqLen: options.seqLen, options: forward)
+                tokens: batch.inputs, targets: batch.targets, batchSize: batch.batchSize,
+                seqLen: batch.seqLen, options: forward)
+            tokens += batch.inputs.count
             let value = loss.value.floats[0]
             guard value.isFinite else {
                 throw TrainingError.nonFiniteLoss(step: step + 1, loss: value)
@@ -145,7 +148,6 @@ public final class Trainer {
             loss.backward()
         }
 
-        let parameters = model.parameters
         if options.accumulationSteps > 1 {
             GradientAccumulation.averageGradients(
                 parameters, over: options.accumulationSteps)
@@ -156,21 +158,21 @@ public final class Trainer {
             : Float(GradientClipping.globalNorm(parameters))
         guard gradientNorm.isFinite else { throw TrainingError.nonFiniteGradient(step: step + 1) }
         optimizer.step(learningRate: schedule.learningRate(atStep: step))
-        return (lossSum / Double(options.accumulationSteps), gradientNorm)
+        return (lossSum / Double(options.accumulationSteps), gradientNorm, tokens)
     }
 
     /// Mean loss over the first `evalBatches` validation batches, without recording.
     public func evaluate() -> Double {
         GradientRecording.withoutRecording {
-            let batches = dataset.validationBatches(
+            let batches = dataset.validationSet(
                 batchSize: options.batchSize, seqLen: options.seqLen,
                 maxBatches: options.evalBatches)
             guard !batches.isEmpty else { return .nan }
             var sum = 0.0
             for batch in batches {
                 let loss = model.loss(
-                    tokens: batch.inputs, targets: batch.targets,
-                    batchSize: batch.inputs.count / options.seqLen, seqLen: options.seqLen)
+                    tokens: batch.inputs, targets: batch.targets, batchSize: batch.batchSize,
+                    seqLen: batch.seqLen)
                 sum += Double(loss.value.floats[0])
             }
             return sum / Double(batches.count)
@@ -181,9 +183,11 @@ public final class Trainer {
         let state = TrainingCheckpoint.State(
             step: step, optimizerSteps: optimizer.stepCount, random: random,
             config: model.config, options: options, dataTokens: dataset.trainingTokenCount,
-            lastValidationLoss: lastValidationLoss)
+            lastValidationLoss: lastValidationLoss, adaptation: model.adapter?.adaptation)
+        // Only what trains: a frozen base comes back from its own file.
+        let trained = model.trainableParameters.map { ($0.name, $0.value) }
         try TrainingCheckpoint.write(
-            state: state, model: model.namedTensors, optimizer: optimizer.stateTensors(),
+            state: state, model: trained, optimizer: optimizer.stateTensors(),
             to: TrainingCheckpoint.path(in: directory))
     }
 
@@ -197,12 +201,15 @@ public final class Trainer {
         guard state.config == model.config else {
             throw TrainingError.checkpoint("its model configuration differs from this run's")
         }
+        guard state.adaptation == model.adapter?.adaptation else {
+            throw TrainingError.checkpoint("its adapter settings differ from this run's")
+        }
         guard state.dataTokens == dataset.trainingTokenCount else {
             throw TrainingError.checkpoint(
                 "it was trained on \(state.dataTokens) tokens, this data has "
                     + String(dataset.trainingTokenCount))
         }
-        for parameter in model.parameters {
+        for parameter in model.trainableParameters {
             guard let saved = checkpoint.modelTensors[parameter.name],
                 saved.shape == parameter.shape
             else { throw TrainingError.checkpoint("missing or mis-shaped \(parameter.name)") }

@@ -27,6 +27,8 @@ public struct TrainingCheckpoint {
         public var dataTokens: Int
         /// The best validation loss so far, and the last one.
         public var lastValidationLoss: Double?
+        /// What a fine-tuning run adapts (nil: every weight trains).
+        public var adaptation: Adaptation?
     }
 
     public var state: State
