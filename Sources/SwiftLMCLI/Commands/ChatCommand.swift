@@ -14,12 +14,18 @@ enum ChatCommand: Command {
           --system TEXT          the system prompt
           --context N            positions the conversation may fill (default: the model's
                                  context length, at most 4096)
+          --batch FILE           answer every conversation of a JSONL file of {"messages":
+                                 [...]} (the format finetune reads) and print one JSON line
+                                 each: {"line", "answer", "expected"}, where expected is the
+                                 conversation's final assistant message, left out of the
+                                 prompt (null when it ends with the user)
         \(SamplingOptions.usage)
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
         let arguments = try Arguments(
-            argv, valued: SamplingOptions.valued.union(["system", "context"]), flags: ["verbose"])
+            argv, valued: SamplingOptions.valued.union(["system", "context", "batch"]),
+            flags: ["verbose"])
         let sampling = try SamplingOptions.sampling(arguments)
         let maxTokens = try SamplingOptions.maxTokens(arguments)
         let threads = try SamplingOptions.threads(arguments)
@@ -36,6 +42,10 @@ enum ChatCommand: Command {
         let context = try model.context(contextLength: contextLength, threads: threads)
         let generator = Generator(tokenizer: model.tokenizer, context: context)
 
+        if let path = arguments.string("batch") {
+            try answerAll(path, model, template, generator, sampling, maxTokens)
+            return
+        }
         let interactive = isatty(STDIN_FILENO) != 0
         if !interactive {
             let input = String(
@@ -58,6 +68,38 @@ enum ChatCommand: Command {
             let reply = try answer(
                 messages, model, template, generator, sampling, maxTokens, arguments)
             messages.append(ChatMessage(role: "assistant", content: reply))
+        }
+    }
+
+    /// `--batch`: one answer per conversation of a JSONL file, greedy or sampled as asked,
+    /// each printed as a JSON line when it is done.
+    private static func answerAll(
+        _ path: String, _ model: LoadedModel, _ template: ChatTemplate, _ generator: Generator,
+        _ sampling: SamplingParameters, _ maxTokens: Int
+    ) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UsageError("cannot read --batch \(path)")
+        }
+        let lines = String(decoding: data, as: UTF8.self).split(
+            separator: "\n", omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() {
+            guard !line.allSatisfy(\.isWhitespace) else { continue }
+            var messages = try ChatDataset.messages(in: line, path: path, line: index + 1)
+            let expected = messages.last?.role == "assistant" ? messages.removeLast().content : nil
+            let tokens = model.tokenizer.encode(
+                try template.render(messages: messages, addGenerationPrompt: true))
+            let room = generator.context.contextLength - generator.context.virtualLength
+                - tokens.count
+            guard room > 0 else {
+                throw UsageError("\(path):\(index + 1): the prompt does not fit the context")
+            }
+            let result = try generator.generate(
+                prompt: tokens, maxTokens: min(maxTokens, room), sampling: sampling)
+            let record: [String: Any] = [
+                "line": index + 1, "answer": result.text, "expected": expected ?? NSNull(),
+            ]
+            let json = try JSONSerialization.data(withJSONObject: record, options: .sortedKeys)
+            printStreamed(String(decoding: json, as: UTF8.self) + "\n")
         }
     }
 
