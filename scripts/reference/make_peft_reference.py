@@ -13,8 +13,8 @@ make-peft-adapter --out-adapter DIR --out-fixture FILE.json
     adapted logits. The Swift tests load the same adapter and must reproduce both. Committed as:
 
         .venv-ref/bin/python scripts/reference/make_peft_reference.py make-peft-adapter \\
-            --out-adapter Tests/SwiftLMModelsTests/Fixtures/peft_lora \\
-            --out-fixture Tests/SwiftLMModelsTests/Fixtures/peft_lora_logits.json
+            --out-adapter Tests/EndToEndTests/Fixtures/peft_lora \\
+            --out-fixture Tests/EndToEndTests/Fixtures/peft_lora_logits.json
 
 score-adapter --adapter DIR --out-fixture FILE.json
     Loads an adapter written by someone else (SwiftLM's writer) with PeftModel.from_pretrained
@@ -25,8 +25,9 @@ score-adapter --adapter DIR --out-fixture FILE.json
 The JSON: {"description", "model", "text", "tokens", "vocab_ids", "base_logits",
 "adapted_logits"}: logits for every position of a fixed sentence (no special tokens), at a fixed
 set of 128 vocabulary ids (96 evenly spaced ones plus the adapted top ids, the argmax of every
-position included), rounded to 6 significant digits. PEFT is not in setup-venv; install it with
-`.venv-ref/bin/pip install peft`. Run time is about a minute on one or two CPU threads.
+position included), rounded to 6 significant digits. scripts/reference/setup-venv installs PEFT.
+Run time is about a minute on one or two CPU threads. The reverse direction's adapter comes from
+scripts/reference/make-swiftlm-lora-fixture, which runs score-adapter on it.
 """
 import argparse
 import json
