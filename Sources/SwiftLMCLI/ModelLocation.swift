@@ -40,9 +40,9 @@ struct LoadedModel {
 
     /// A context of `contextLength` positions for tokens (at most the model's), plus the
     /// adapter's virtual tokens in front of every sequence.
-    func context(contextLength: Int, threads: Int, model: LlamaModel? = nil) throws
-        -> InferenceContext
-    {
+    func context(
+        contextLength: Int, threads: Int, model: LlamaModel? = nil
+    ) throws -> InferenceContext {
         let model = model ?? self.model
         let virtual = virtualPrefix?.length ?? 0
         let context = InferenceContext(
@@ -55,4 +55,3 @@ struct LoadedModel {
     static let usage =
         "  --adapter DIR          apply a PEFT adapter (LoRA, prefix or prompt tuning)"
 }
-

@@ -69,7 +69,9 @@ struct FinetuneCommandTests {
         ]).expectOneLineError(containing: "'prompt_embeddings' has shape [4, 64]")
     }
 
-    static func finetune(_ scratch: TrainScratch, _ out: String, _ extra: [String]) throws
+    static func finetune(
+        _ scratch: TrainScratch, _ out: String, _ extra: [String]
+    ) throws
         -> CommandLineRun
     {
         let data = try scratch.write(dateConversations(), to: "dates.jsonl")
@@ -103,8 +105,10 @@ struct FinetuneCommandTests {
         // The adapter changes the model, and generate, perplexity and merge take it.
         func answer(_ extra: [String]) throws -> CommandLineRun {
             try CommandLineRun(
-                ["generate", "--prompt", "Write 1999-03-04 in words.", "--max-tokens", "6",
-                 "--temperature", "0"] + extra)
+                [
+                    "generate", "--prompt", "Write 1999-03-04 in words.", "--max-tokens", "6",
+                    "--temperature", "0",
+                ] + extra)
         }
         let adapted = try answer(["--adapter", scratch.file("straight/adapter")])
         #expect(adapted.status == 0 && !adapted.standardOutput.isEmpty, "\(adapted.standardError)")

@@ -12,7 +12,8 @@ struct PEFTAdapterFileTests {
 
     static func tensor(_ shape: [Int], seed: Int) -> Tensor {
         let count = shape.reduce(1, *)
-        return Tensor(shape: shape, values: (0..<count).map { Float(($0 * 37 + seed * 11) % 97) / 97 - 0.5 })
+        return Tensor(
+            shape: shape, values: (0..<count).map { Float(($0 * 37 + seed * 11) % 97) / 97 - 0.5 })
     }
 
     static func directory() -> String {
@@ -88,8 +89,9 @@ struct PEFTAdapterFileTests {
                 }
             }
         }
-        let json = try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: path + "/adapter_config.json")))
+        let json =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: path + "/adapter_config.json")))
             as! [String: Any]
         #expect(json["peft_type"] as? String == "LORA")
         #expect(json["target_modules"] as? [String] == ["q_proj", "k_proj", "down_proj"])
@@ -127,7 +129,9 @@ struct PEFTAdapterFileTests {
         let shape = try Self.error(config: wider) { _ in }
         #expect(shape.contains("lora_A.weight") && shape.contains("[2, 64]"), "\(shape)")
 
-        let module = try Self.error { try Self.editConfig($0) { $0["target_modules"] = ["qq_proj"] } }
+        let module = try Self.error {
+            try Self.editConfig($0) { $0["target_modules"] = ["qq_proj"] }
+        }
         #expect(module.contains("no module 'qq_proj'"), "\(module)")
 
         let type = try Self.error { try Self.editConfig($0) { $0["peft_type"] = "IA3" } }
@@ -150,6 +154,7 @@ struct PEFTAdapterFileTests {
         let stray = try Self.error {
             try Self.editConfig($0) { $0["target_modules"] = ["q_proj", "k_proj"] }
         }
-        #expect(stray.contains("down_proj.lora_A.weight") && stray.contains("no module"), "\(stray)")
+        #expect(
+            stray.contains("down_proj.lora_A.weight") && stray.contains("no module"), "\(stray)")
     }
 }

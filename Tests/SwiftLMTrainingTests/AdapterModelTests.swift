@@ -17,7 +17,9 @@ struct AdapterModelTests {
     }
 
     /// The tiny test model, frozen, with `adaptation` freshly initialised.
-    static func adapted(_ adaptation: Adaptation, base: TrainableLlama.Base = .frozen) throws
+    static func adapted(
+        _ adaptation: Adaptation, base: TrainableLlama.Base = .frozen
+    ) throws
         -> TrainableLlama
     {
         let weights = try TrainableLlamaTests.model().inferenceModel()
@@ -89,7 +91,8 @@ struct AdapterModelTests {
             let model = try Self.adapted(adaptation)
             Self.perturb(model, seed: 8, scale: scale)
             let trained = Self.logits(model)
-            #expect(Self.largestDifference(trained, Self.logits(try TrainableLlamaTests.model())) > 0.1)
+            #expect(
+                Self.largestDifference(trained, Self.logits(try TrainableLlamaTests.model())) > 0.1)
             // Inference rounds attention to F16 as llama.cpp does (see TrainableLlamaTests).
             let gap = Self.largestDifference(trained, try Self.inferred(model, base: base))
             #expect(gap < 2e-2, "\(adaptation.method): largest logit difference \(gap)")
@@ -115,7 +118,8 @@ struct AdapterModelTests {
         let lora = try TrainableLlama(model: quantized, base: .frozen)
         for model in [qlora, lora] {
             var random = TrainingRandom(seed: 5)
-            model.adapter = TrainableAdapter(fresh: adaptation, config: Self.config, random: &random)
+            model.adapter = TrainableAdapter(
+                fresh: adaptation, config: Self.config, random: &random)
             Self.perturb(model, seed: 9, scale: 0.3)
         }
         #expect(qlora.tokenEmbedding.value.type == .q8_0)

@@ -32,8 +32,10 @@ struct ChatDatasetTests {
         let example = try ChatExample.encode(
             messages, template: Self.template, tokenizer: Self.tokenizer)
         // The byte-level tokenizer makes one token per byte, so the text shows the mask.
-        #expect(Self.text(example.tokens) == (try Self.template.render(
-            messages: messages, addGenerationPrompt: false)))
+        #expect(
+            Self.text(example.tokens)
+                == (try Self.template.render(
+                    messages: messages, addGenerationPrompt: false)))
         let trained = Self.text(zip(example.tokens, example.trained).filter(\.1).map(\.0))
         #expect(trained == "Hello<|im_end|>\nCiao<|im_end|>\n")
 
@@ -49,7 +51,8 @@ struct ChatDatasetTests {
 
     static func error(_ lines: [String]) -> String {
         let path = NSTemporaryDirectory() + "chat-\(UUID().uuidString).jsonl"
-        FileManager.default.createFile(atPath: path, contents: Data(lines.joined(separator: "\n").utf8))
+        FileManager.default.createFile(
+            atPath: path, contents: Data(lines.joined(separator: "\n").utf8))
         do {
             _ = try ChatDataset(path: path, template: template, tokenizer: tokenizer)
             return "no error"
@@ -60,7 +63,9 @@ struct ChatDatasetTests {
 
     @Test("malformed lines are reported with their line number")
     func malformedLines() {
-        let good = #"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}"#
+        let good =
+            #"{"messages": [{"role": "user", "content": "a"}, "#
+            + #"{"role": "assistant", "content": "b"}]}"#
         #expect(Self.error([good, good, "{oops"]) == "FILE:3: not valid JSON")
         #expect(Self.error([good, "", #"{"text": "x"}"#]) == #"FILE:3: no "messages" key"#)
         #expect(

@@ -88,7 +88,8 @@ enum ChatCommand: Command {
             let expected = messages.last?.role == "assistant" ? messages.removeLast().content : nil
             let tokens = model.tokenizer.encode(
                 try template.render(messages: messages, addGenerationPrompt: true))
-            let room = generator.context.contextLength - generator.context.virtualLength
+            let room =
+                generator.context.contextLength - generator.context.virtualLength
                 - tokens.count
             guard room > 0 else {
                 throw UsageError("\(path):\(index + 1): the prompt does not fit the context")

@@ -34,7 +34,8 @@ enum MergeCommand: Command {
 
         let merged = adapter.merged(into: pretrained.model)
         let original = Dictionary(
-            pretrained.model.namedTensors.map { ($0.name, $0.tensor) }) { first, _ in first }
+            pretrained.model.namedTensors.map { ($0.name, $0.tensor) }
+        ) { first, _ in first }
         var tensors: [(name: String, tensor: Tensor)] = []
         for (name, tensor) in merged.namedTensors {
             switch type {
@@ -48,7 +49,8 @@ enum MergeCommand: Command {
             default:
                 // F32 copies; the writer stores matrices as the requested type.
                 let floats =
-                    tensor.type == .f32 ? tensor : Tensor(shape: tensor.shape, values: tensor.toArray())
+                    tensor.type == .f32
+                    ? tensor : Tensor(shape: tensor.shape, values: tensor.toArray())
                 tensors.append((name, floats))
             }
         }
@@ -57,7 +59,8 @@ enum MergeCommand: Command {
             name: (pretrained.file.metadata["general.name"]?.string ?? "model") + " + LoRA",
             tokenizer: ModelFileWriter.tokenizerMetadata(of: pretrained.file), tensors: tensors,
             type: type == "f16" ? .f16 : .f32,
-            fileType: type == "base" ? pretrained.file.metadata["general.file_type"]?.int.map(UInt32.init) : nil,
+            fileType: type == "base"
+                ? pretrained.file.metadata["general.file_type"]?.int.map(UInt32.init) : nil,
             to: output)
         printError("merged \(layers.count) adapted matrices; wrote \(output)")
     }

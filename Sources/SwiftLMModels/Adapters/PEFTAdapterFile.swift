@@ -21,7 +21,8 @@ public enum PEFTAdapterFile {
     public static let gatesTensorName = "swiftlm_prefix_gates"
 
     /// `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight`
-    public static func loraName(_ layer: Int, _ projection: Projection, _ factor: String) -> String {
+    public static func loraName(_ layer: Int, _ projection: Projection, _ factor: String) -> String
+    {
         "base_model.model.model.layers.\(layer).\(projection.huggingFacePath).lora_\(factor).weight"
     }
 
@@ -115,7 +116,9 @@ public enum PEFTAdapterFile {
         case "LORA":
             adapter = try readLoRA(keys, file: file, config: config)
         case "PREFIX_TUNING":
-            if try keys.optionalBool("prefix_projection") == true, file.info(promptTensorName) == nil {
+            if try keys.optionalBool("prefix_projection") == true,
+                file.info(promptTensorName) == nil
+            {
                 throw AdapterError.unsupported(
                     key: "prefix_projection", value: "true without prompt_embeddings",
                     supported: "saved prefixes (PEFT saves the projection's output)")

@@ -88,7 +88,9 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Every weight matrix of the model, for reports such as `swiftlm info`.
     public var weightMatrices: [WeightMatrix] {
-        blocks.flatMap { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] }
+        blocks.flatMap {
+            [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down]
+        }
             + [output]
     }
 }

@@ -77,6 +77,7 @@ private struct PrefixAttentionOperands {
 /// `prefixLength + seqLen` probabilities (prefix first), and the prefix's weights before the
 /// gate, `exp(s_p) / Z`, which the gate's gradient needs.
 private struct PrefixAttentionLayout {
+    typealias Pointer = UnsafePointer<Float>
     let shape: AttentionShape
     let prefixLength: Int
 
@@ -200,7 +201,9 @@ private struct PrefixAttentionLayout {
                             ds[j] = p[j] * (ds[j] - rowsum) * shape.scale
                         }
                         // dQ += dS·K, dK_j += dS_j q.
-                        let dq = targets[0].map { $0 + tokenRow * shape.queryWidth + head * headDim }
+                        let dq = targets[0].map {
+                            $0 + tokenRow * shape.queryWidth + head * headDim
+                        }
                         for j in 0..<visible {
                             let k = keyRow(j, batch: batch, x) + kvOffset
                             if let dq { for d in 0..<headDim { dq[d] += ds[j] * k[d] } }
@@ -235,14 +238,12 @@ private struct PrefixAttentionLayout {
 
     /// Key row `j` of a (batch) row of `[prefix; tokens]`: the full row, before the head's
     /// offset.
-    private func keyRow(_ j: Int, batch: Int, _ x: PrefixAttentionOperands) -> UnsafePointer<Float> {
+    private func keyRow(_ j: Int, batch: Int, _ x: PrefixAttentionOperands) -> Pointer {
         j < prefixLength
             ? x.prefixKeys + j * shape.kvWidth : x.key + keyRowOffset(j, batch: batch)
     }
 
-    private func valueRow(_ j: Int, batch: Int, _ x: PrefixAttentionOperands)
-        -> UnsafePointer<Float>
-    {
+    private func valueRow(_ j: Int, batch: Int, _ x: PrefixAttentionOperands) -> Pointer {
         j < prefixLength
             ? x.prefixValues + j * shape.kvWidth : x.value + keyRowOffset(j, batch: batch)
     }

@@ -89,7 +89,9 @@ public struct ChatDataset: TrainingData, Sendable {
     }
 
     /// The messages of one JSONL line.
-    public static func messages(in line: Substring, path: String, line number: Int) throws
+    public static func messages(
+        in line: Substring, path: String, line number: Int
+    ) throws
         -> [ChatMessage]
     {
         func fail(_ reason: String) -> ChatDataError {

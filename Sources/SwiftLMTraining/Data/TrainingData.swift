@@ -25,7 +25,9 @@ public protocol TrainingData {
 
     /// A random training batch of at most `seqLen` positions per sequence; every draw comes
     /// from `random`, so a restored run draws the batches the uninterrupted one would have.
-    func trainingBatch(batchSize: Int, seqLen: Int, random: inout TrainingRandom)
+    func trainingBatch(
+        batchSize: Int, seqLen: Int, random: inout TrainingRandom
+    )
         -> TrainingBatch
 
     /// The held-out batches, the same every call; at most `maxBatches` of them.

@@ -136,10 +136,12 @@ public final class TrainableAdapter: @unchecked Sendable {
             prefixTable = nil
             prefixMLP = (
                 embedding: normal([count, config.kvDim], 1, "prefix.embedding"),
-                w1: normal([hidden, config.kvDim], 1 / Float(config.kvDim).squareRoot(),
+                w1: normal(
+                    [hidden, config.kvDim], 1 / Float(config.kvDim).squareRoot(),
                     "prefix.mlp.0.weight"),
                 b1: normal([hidden], 0, "prefix.mlp.0.bias"),
-                w2: normal([width, hidden], tableScale / Float(hidden).squareRoot(),
+                w2: normal(
+                    [width, hidden], tableScale / Float(hidden).squareRoot(),
                     "prefix.mlp.2.weight"),
                 b2: normal([width], 0, "prefix.mlp.2.bias")
             )
@@ -158,7 +160,9 @@ public final class TrainableAdapter: @unchecked Sendable {
             : (0..<config.layerCount).map { layer in
                 guard adaptation.prefixGated else {
                     return Variable(
-                        Tensor(shape: [config.headCount], values: .init(repeating: 1, count: config.headCount)))
+                        Tensor(
+                            shape: [config.headCount],
+                            values: .init(repeating: 1, count: config.headCount)))
                 }
                 let gate = Variable(
                     Tensor(zeros: [config.headCount]), requiresGradient: true,
@@ -202,9 +206,12 @@ public final class TrainableAdapter: @unchecked Sendable {
             prompt = nil
             let heads = config.headCount
             prefixGates = (0..<config.layerCount).map { layer in
-                let values = gates.map { Array($0.toArray()[(layer * heads)..<((layer + 1) * heads)]) }
+                let values = gates.map {
+                    Array($0.toArray()[(layer * heads)..<((layer + 1) * heads)])
+                }
                 guard let values else {
-                    return Variable(Tensor(shape: [heads], values: .init(repeating: 1, count: heads)))
+                    return Variable(
+                        Tensor(shape: [heads], values: .init(repeating: 1, count: heads)))
                 }
                 return variable(Tensor(shape: [heads], values: values), "prefix.gates.\(layer)")
             }

@@ -42,7 +42,9 @@ extension TrainableLlama {
                 ? Ops.checkpoint(inputs, parameters: parameters, block) : block(inputs)
         }
 
-        if prompt != nil { x = Ops.dropSequencePrefix(x, count: virtualTokens, batchSize: batchSize) }
+        if prompt != nil {
+            x = Ops.dropSequencePrefix(x, count: virtualTokens, batchSize: batchSize)
+        }
         let normed = Ops.rmsNorm(x, weight: outputNorm, epsilon: config.rmsNormEpsilon)
         return Ops.linear(normed, weight: output ?? tokenEmbedding)
     }
@@ -121,7 +123,8 @@ extension TrainableLlama {
         var input = x
         if settings.dropout > 0 && options.training {
             // A site of its own per layer and projection, after the residual dropout's.
-            let site = UInt64(2 * config.layerCount + layer * Projection.allCases.count)
+            let site =
+                UInt64(2 * config.layerCount + layer * Projection.allCases.count)
                 + UInt64(Projection.allCases.firstIndex(of: projection)!)
             let seed = options.dropoutSeed &* 0x9E37_79B9_7F4A_7C15 &+ site
             input = Ops.dropout(x, probability: settings.dropout, seed: seed)

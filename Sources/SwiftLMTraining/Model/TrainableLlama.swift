@@ -213,7 +213,9 @@ public final class TrainableLlama: @unchecked Sendable {
             outputNorm: outputNorm.value, output: WeightMatrix((output ?? tokenEmbedding).value))
     }
 
-    private static func shapes(_ config: LlamaConfig) -> (
+    private static func shapes(
+        _ config: LlamaConfig
+    ) -> (
         embedding: [Int], query: [Int], keyValue: [Int], attentionOutput: [Int], gateUp: [Int],
         down: [Int]
     ) {

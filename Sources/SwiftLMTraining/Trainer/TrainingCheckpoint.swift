@@ -45,7 +45,8 @@ public struct TrainingCheckpoint {
         optimizer: [(name: String, tensor: Tensor)], to path: String
     ) throws {
         let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
-        let tensors = model.map { ("model." + $0.name, $0.tensor) }
+        let tensors =
+            model.map { ("model." + $0.name, $0.tensor) }
             + optimizer.map { ("optimizer." + $0.name, $0.tensor) }
         try SafeTensorsWriter.write(tensors, metadata: [stateKey: json], to: path)
     }
