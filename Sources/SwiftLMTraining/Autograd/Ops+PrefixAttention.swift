@@ -111,9 +111,7 @@ private struct PrefixAttentionLayout {
             var maximum = -Float.infinity
             for j in 0..<visible {
                 let k = keyRow(j, batch: batch, x) + kvOffset
-                var dot: Float = 0
-                for d in 0..<headDim { dot += q[d] * k[d] }
-                p[j] = dot * shape.scale
+                p[j] = FloatKernels.dotF32(q, k, count: headDim) * shape.scale
                 maximum = max(maximum, p[j])
             }
             var sum: Float = 0
@@ -136,9 +134,7 @@ private struct PrefixAttentionLayout {
             let o = output + (batch * shape.seqLen + token) * shape.queryWidth + head * headDim
             for d in 0..<headDim { o[d] = 0 }
             for j in 0..<visible {
-                let v = valueRow(j, batch: batch, x) + kvOffset
-                let weight = p[j]
-                for d in 0..<headDim { o[d] += weight * v[d] }
+                addScaled(p[j], valueRow(j, batch: batch, x) + kvOffset, into: o, headDim)
             }
         }
     }
@@ -182,8 +178,7 @@ private struct PrefixAttentionLayout {
                         var rowsum: Float = 0
                         for j in 0..<visible {
                             let v = valueRow(j, batch: batch, x) + kvOffset
-                            var dot: Float = 0
-                            for d in 0..<headDim { dot += dO[d] * v[d] }
+                            let dot = FloatKernels.dotF32(dO, v, count: headDim)
                             ds[j] = dot
                             rowsum += p[j] * dot
                         }
@@ -197,7 +192,7 @@ private struct PrefixAttentionLayout {
                                 j < prefixLength
                                 ? (targets[4] == nil ? nil : own + prefixSize + j * headDim)
                                 : targets[2].map { $0 + keyRowOffset(j, batch: batch) + kvOffset }
-                            if let dv { for d in 0..<headDim { dv[d] += p[j] * dO[d] } }
+                            if let dv { addScaled(p[j], dO, into: dv, headDim) }
                             ds[j] = p[j] * (ds[j] - rowsum) * shape.scale
                         }
                         // dQ += dS·K, dK_j += dS_j q.
@@ -206,12 +201,12 @@ private struct PrefixAttentionLayout {
                         }
                         for j in 0..<visible {
                             let k = keyRow(j, batch: batch, x) + kvOffset
-                            if let dq { for d in 0..<headDim { dq[d] += ds[j] * k[d] } }
+                            if let dq { addScaled(ds[j], k, into: dq, headDim) }
                             let dk =
                                 j < prefixLength
                                 ? (targets[3] == nil ? nil : own + j * headDim)
                                 : targets[1].map { $0 + keyRowOffset(j, batch: batch) + kvOffset }
-                            if let dk { for d in 0..<headDim { dk[d] += ds[j] * q[d] } }
+                            if let dk { addScaled(ds[j], q, into: dk, headDim) }
                         }
                     }
                 }
@@ -251,5 +246,24 @@ private struct PrefixAttentionLayout {
     /// Offset of the sequence token behind position `j` (`j >= prefixLength`).
     private func keyRowOffset(_ j: Int, batch: Int) -> Int {
         (batch * shape.seqLen + j - prefixLength) * shape.kvWidth
+    }
+
+    /// `y += alpha · x` over `count` floats, sixteen lanes at a time.
+    @inline(__always)
+    private func addScaled(
+        _ alpha: Float, _ x: Pointer, into y: UnsafeMutablePointer<Float>, _ count: Int
+    ) {
+        var i = 0
+        while i + 16 <= count {
+            let target = UnsafeMutableRawPointer(y + i)
+            let sum = target.loadUnaligned(as: SIMD16<Float>.self).addingProduct(
+                alpha, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
+            target.storeBytes(of: sum, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count {
+            y[i] += alpha * x[i]
+            i += 1
+        }
     }
 }
