@@ -38,6 +38,12 @@ let package = Package(
         // The system BLAS (OpenBLAS from Debian's libopenblas-dev; Accelerate on Apple).
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // The HTTP/1.1 protocol (GNU libmicrohttpd from Debian's libmicrohttpd-dev).
+        .systemLibrary(
+            name: "CMicroHTTPD", pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]),
+        // A generic HTTP server over libmicrohttpd: requests in, responses and streams out.
+        .target(name: "SwiftLMHTTP", dependencies: ["CMicroHTTPD"], swiftSettings: cpuFlags),
         // Kernels on AVX-512 (VNNI dot products, ggml's AVX-512 exponential), chosen at run
         // time by SwiftLMCore where the CPU has them.
         .target(name: "SwiftLMKernelsAVX512", swiftSettings: avx512Flags),
@@ -67,14 +73,25 @@ let package = Package(
             name: "SwiftLMTraining",
             dependencies: ["SwiftLMCore", "SwiftLMFormats", "SwiftLMTokenizers", "SwiftLMModels"],
             swiftSettings: kernelFlags),
+        // Serving: the paged KV cache's scheduler and the continuous-batching engine.
+        .target(
+            name: "SwiftLMServing",
+            dependencies: ["SwiftLMCore", "SwiftLMModels", "SwiftLMGeneration"],
+            swiftSettings: cpuFlags),
+        // The OpenAI-compatible HTTP API over the engine (`swiftlm serve`).
+        .target(
+            name: "SwiftLMServer",
+            dependencies: ["SwiftLMHTTP", "SwiftLMServing", "SwiftLMTokenizers"],
+            swiftSettings: cpuFlags),
         // The one import for users of the library.
         .target(
             name: "SwiftLM",
             dependencies: [
                 "SwiftLMCore", "SwiftLMFormats", "SwiftLMTokenizers", "SwiftLMModels",
-                "SwiftLMGeneration", "SwiftLMTraining",
+                "SwiftLMGeneration", "SwiftLMTraining", "SwiftLMServing",
             ], swiftSettings: cpuFlags),
-        .executableTarget(name: "SwiftLMCLI", dependencies: ["SwiftLM"], swiftSettings: cpuFlags),
+        .executableTarget(
+            name: "SwiftLMCLI", dependencies: ["SwiftLM", "SwiftLMServer"], swiftSettings: cpuFlags),
         // Builders of tiny models and files that several test targets share.
         .target(
             name: "SwiftLMTestSupport", dependencies: ["SwiftLMCore", "SwiftLMFormats"],
@@ -98,6 +115,15 @@ let package = Package(
         .testTarget(
             name: "SwiftLMTrainingTests", dependencies: ["SwiftLMTraining", "SwiftLMTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),
+        .testTarget(
+            name: "SwiftLMServingTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
+            swiftSettings: cpuFlags),
+        .testTarget(
+            name: "SwiftLMHTTPTests", dependencies: ["SwiftLMHTTP"], swiftSettings: cpuFlags),
+        .testTarget(
+            name: "SwiftLMServerTests",
+            dependencies: ["SwiftLM", "SwiftLMServer", "SwiftLMTestSupport"],
+            swiftSettings: cpuFlags),
         .testTarget(
             name: "EndToEndTests", dependencies: ["SwiftLM", "SwiftLMTestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: cpuFlags),

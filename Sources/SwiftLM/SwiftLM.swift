@@ -5,3 +5,4 @@
 @_exported import SwiftLMModels
 @_exported import SwiftLMTokenizers
 @_exported import SwiftLMTraining
+@_exported import SwiftLMServing

@@ -12,7 +12,7 @@ protocol Command {
 let commands: [any Command.Type] = [
     GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, PerplexityCommand.self,
     InfoCommand.self, BenchCommand.self, TrainCommand.self, FinetuneCommand.self,
-    MergeCommand.self, AttentionBenchCommand.self,
+    MergeCommand.self, ServeCommand.self, AttentionBenchCommand.self,
 ]
 
 func overview(_ commands: [any Command.Type]) -> String {

@@ -10,6 +10,29 @@ extension InferenceContext {
         forwardEmbedded(tokenCount: tokens.count, logitRows: logitRows)
     }
 
+    /// One forward pass over the rows of `batch`, tokens of several sequences whose keys and
+    /// values live in `cache`: `[rowCount] -> [logitRowCount, vocabSize]`, the rows that want
+    /// logits in order, returned as a view of the context's buffer (valid until the next
+    /// forward pass). Each row's keys and values go into its sequence's block at its position.
+    ///
+    /// Every weight is read once for all the rows, which is what makes serving many
+    /// sequences cheaper than serving them in turn. A row's result does not depend on the
+    /// other rows: the products keep each row's order of sums, and attention takes the
+    /// prompt's (batched) or the decode step's order of sums from the row's own
+    /// `promptOrder`, so batching changes no token.
+    public func forward(
+        _ batch: PagedBatch, cache paged: PagedKVCache
+    ) -> UnsafeBufferPointer<Float> {
+        precondition(batch.rows.count <= batchCapacity, "batch of \(batch.rows.count) rows")
+        precondition(paged.storage.kvDim == model.config.kvDim, "cache of another model")
+        guard !batch.rows.isEmpty else { return UnsafeBufferPointer(start: nil, count: 0) }
+
+        embed(batch.rows.lazy.map(\.token), into: buffers.x)
+        let work = PagedAttentionWork(self, batch: batch, cache: paged)
+        let logitRows = forwardLayers(tokenCount: batch.rows.count, paged: work)
+        return UnsafeBufferPointer(start: buffers.logits, count: logitRows * model.config.vocabSize)
+    }
+
     /// `forward` from input embeddings, `[count, hidden]`, instead of token ids (prompt
     /// tuning's virtual tokens); no logits.
     func forward(embeddings: UnsafePointer<Float>, count: Int) {
@@ -19,6 +42,24 @@ extension InferenceContext {
 
     /// `forward` after the embedding: the rows of `buffers.x` are the inputs.
     private func forwardEmbedded(tokenCount: Int, logitRows: Int) {
+        forwardLayers(tokenCount: tokenCount, paged: nil)
+        cache.count += tokenCount
+
+        // Only the rows whose logits were asked for go through the output head.
+        guard logitRows > 0 else { return }
+        let firstRow = tokenCount - logitRows
+        let hidden = model.config.hidden
+        normalize(
+            buffers.x + firstRow * hidden, weight: model.outputNorm, rows: logitRows,
+            into: buffers.normed)
+        multiply(model.output, buffers.normed, rows: logitRows, into: buffers.logits)
+    }
+
+    /// The transformer blocks over the rows of `buffers.x`: the context's own sequence, or
+    /// with `paged` the rows of a paged batch, whose logits it then computes (returning
+    /// their count).
+    @discardableResult
+    private func forwardLayers(tokenCount: Int, paged: PagedAttentionWork?) -> Int {
         let config = model.config
         let hidden = config.hidden
         let b = buffers
@@ -31,8 +72,14 @@ extension InferenceContext {
             multiply(weights.query, b.normed, rows: tokenCount, into: b.query)
             multiply(weights.key, b.normed, rows: tokenCount, into: b.key)
             multiply(weights.value, b.normed, rows: tokenCount, into: b.value)
-            rotateAndCache(layer: layer, tokenCount: tokenCount)
-            attend(layer: layer, tokenCount: tokenCount)
+            if let paged {
+                paged.rotateAndCache(layer: layer)
+                paged.layer = layer
+                pool.parallelFor(tokenCount * config.headCount, work: paged)
+            } else {
+                rotateAndCache(layer: layer, tokenCount: tokenCount)
+                attend(layer: layer, tokenCount: tokenCount)
+            }
             multiply(weights.attentionOutput, b.attention, rows: tokenCount, into: b.projection)
             FloatKernels.add(b.projection, into: b.x, count: tokenCount * hidden)
 
@@ -48,18 +95,24 @@ extension InferenceContext {
             multiply(weights.down, b.gate, rows: tokenCount, into: b.projection)
             FloatKernels.add(b.projection, into: b.x, count: tokenCount * hidden)
         }
-        cache.count += tokenCount
+        guard let paged else { return 0 }
 
-        // Only the rows whose logits were asked for go through the output head.
-        guard logitRows > 0 else { return }
-        let firstRow = tokenCount - logitRows
-        normalize(
-            b.x + firstRow * hidden, weight: model.outputNorm, rows: logitRows, into: b.normed)
-        multiply(model.output, b.normed, rows: logitRows, into: b.logits)
+        // The rows that want logits, gathered in order through the output head.
+        var logitRows = 0
+        for (row, entry) in paged.batch.rows.enumerated() where entry.wantsLogits {
+            normalize(
+                b.x + row * hidden, weight: model.outputNorm, rows: 1,
+                into: b.normed + logitRows * hidden)
+            logitRows += 1
+        }
+        if logitRows > 0 { multiply(model.output, b.normed, rows: logitRows, into: b.logits) }
+        return logitRows
     }
 
     /// `[tokenCount] -> [tokenCount, hidden]`: rows of the embedding table, dequantized.
-    private func embed(_ tokens: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>) {
+    private func embed(
+        _ tokens: some Collection<Int>, into x: UnsafeMutablePointer<Float>
+    ) {
         let table = model.tokenEmbedding
         let hidden = model.config.hidden
         for (row, token) in tokens.enumerated() {
@@ -94,13 +147,23 @@ extension InferenceContext {
     /// Applies RoPE to this chunk's queries and keys, then stores keys and values in the cache
     /// as Float16, as llama.cpp's F16 cache stores them.
     private func rotateAndCache(layer: Int, tokenCount: Int) {
+        for token in 0..<tokenCount {
+            let position = cache.count + token
+            rotate(row: token, position: position)
+            guard cache.slotCount > 0 else { continue }
+            store(row: token, into: cache, layer: layer, slotPosition: position)
+        }
+    }
+
+    /// RoPE on the queries and keys of row `row` of this chunk, at `position`.
+    func rotate(row: Int, position: Int) {
         let config = model.config
         let headDim = config.headDim
         let queryDim = config.headCount * headDim
         let b = buffers
         // Unscaled models keep the kernel that matches llama.cpp's plain RoPE.
         let scaledTable = ropeTable
-        let rotate = { (head: UnsafeMutablePointer<Float>, position: Int) in
+        let rotate = { (head: UnsafeMutablePointer<Float>) in
             if let table = scaledTable {
                 FloatKernels.rope(
                     head, position: position, table: table, interleaved: config.ropeInterleaved)
@@ -110,25 +173,20 @@ extension InferenceContext {
                     interleaved: config.ropeInterleaved)
             }
         }
+        for head in 0..<config.headCount { rotate(b.query + row * queryDim + head * headDim) }
+        for head in 0..<config.kvHeadCount { rotate(b.key + row * config.kvDim + head * headDim) }
+    }
 
-        for token in 0..<tokenCount {
-            let position = cache.count + token
-            for head in 0..<config.headCount {
-                rotate(b.query + token * queryDim + head * headDim, position)
-            }
-            for head in 0..<config.kvHeadCount {
-                rotate(b.key + token * config.kvDim + head * headDim, position)
-            }
-
-            guard cache.slotCount > 0 else { continue }
-            let keys = cache.keys(layer: layer, position: position)
-            let values = cache.values(layer: layer, position: position)
-            let key = b.key + token * config.kvDim
-            let value = b.value + token * config.kvDim
-            for i in 0..<config.kvDim {
-                keys[i] = Float16(key[i])
-                values[i] = Float16(value[i])
-            }
+    /// Stores row `row`'s key and value in `cache` at `slotPosition`, as Float16.
+    func store(row: Int, into cache: KVCache, layer: Int, slotPosition: Int) {
+        let kvDim = model.config.kvDim
+        let keys = cache.keys(layer: layer, position: slotPosition)
+        let values = cache.values(layer: layer, position: slotPosition)
+        let key = buffers.key + row * kvDim
+        let value = buffers.value + row * kvDim
+        for i in 0..<kvDim {
+            keys[i] = Float16(key[i])
+            values[i] = Float16(value[i])
         }
     }
 
@@ -152,61 +210,77 @@ extension InferenceContext {
     /// Items `items` (token × head) of `attend`'s exact attention, on thread `thread`.
     func attendExact(_ items: Range<Int>, thread: Int, layer: Int, tokenCount: Int) {
         let config = model.config
+        let firstPosition = cache.count
+        let cache = cache
+        for item in items {
+            let token = item / config.headCount
+            let head = item % config.headCount
+            attendExact(
+                row: token, head: head, thread: thread, layer: layer,
+                visible: firstPosition + token + 1, batchedOrder: tokenCount >= 2,
+                keys: { cache.keys(layer: layer, position: $0) },
+                values: { cache.values(layer: layer, position: $0) })
+        }
+    }
+
+    /// Exact attention of one query head of row `row` over the positions `0..<visible` of its
+    /// sequence, whose keys and values `keys` and `values` find (in whatever cache holds them).
+    ///
+    /// `batchedOrder` takes the order of sums of llama.cpp's chunk of two tokens or more
+    /// (tinyBLAS); otherwise that of a single token (`ggml_vec_dot_f16`).
+    @inline(__always)
+    func attendExact(
+        row token: Int, head: Int, thread: Int, layer: Int, visible: Int, batchedOrder: Bool,
+        keys: (Int) -> UnsafeMutablePointer<Float16>,
+        values: (Int) -> UnsafeMutablePointer<Float16>
+    ) {
+        let config = model.config
         let headDim = config.headDim
         let queryDim = config.headCount * headDim
         let groupSize = config.headCount / config.kvHeadCount
         let scale = 1 / Float(headDim).squareRoot()
-        let firstPosition = cache.count
-        let batched = tokenCount >= 2
         // tinyBLAS takes rows in whole vectors of 16; ggml falls back to ggml_vec_dot_f16.
-        let scoresInLanes16 = batched && headDim % 16 == 0
+        let scoresInLanes16 = batchedOrder && headDim % 16 == 0
         let b = buffers
-        let cache = cache
+        let kvOffset = (head / groupSize) * headDim
 
         let scores = b.scores + thread * b.scoresStride
         let query = scores + b.scoresCapacity
         let lanes = query + headDim
 
-        for item in items {
-            let token = item / config.headCount
-            let head = item % config.headCount
-            let kvOffset = (head / groupSize) * headDim
-            let visible = firstPosition + token + 1
+        query.update(from: b.query + token * queryDim + head * headDim, count: headDim)
+        FloatKernels.roundToHalf(query, count: headDim)
+        for position in 0..<visible {
+            let key = keys(position) + kvOffset
+            let dot =
+                scoresInLanes16
+                ? FloatKernels.dotLanes16(query, key, count: headDim)
+                : FloatKernels.dotF16(query, key, count: headDim)
+            scores[position] = dot * scale
+        }
+        if let logGates = prefixLogGates {
+            let logGate = logGates[layer * config.headCount + head]
+            for position in 0..<min(virtualLength, visible) { scores[position] += logGate }
+        }
 
-            query.update(from: b.query + token * queryDim + head * headDim, count: headDim)
-            FloatKernels.roundToHalf(query, count: headDim)
-            for position in 0..<visible {
-                let key = cache.keys(layer: layer, position: position) + kvOffset
-                let dot =
-                    scoresInLanes16
-                    ? FloatKernels.dotLanes16(query, key, count: headDim)
-                    : FloatKernels.dotF16(query, key, count: headDim)
-                scores[position] = dot * scale
-            }
-            if let logGates = prefixLogGates {
-                let logGate = logGates[layer * config.headCount + head]
-                for position in 0..<min(virtualLength, visible) { scores[position] += logGate }
-            }
+        // llama.cpp's KV view holds a multiple of 256 positions, the ones not visible
+        // masked to -infinity. Its softmax takes them in groups of 16, so the last group
+        // here is padded the same way; the padding comes out 0.
+        let padded = (visible + 15) / 16 * 16
+        for position in visible..<padded { scores[position] = -.infinity }
+        FloatKernels.softmax(scores, count: padded)
+        FloatKernels.roundToHalf(scores, count: visible)
 
-            // llama.cpp's KV view holds a multiple of 256 positions, the ones not visible
-            // masked to -infinity. Its softmax takes them in groups of 16, so the last group
-            // here is padded the same way; the padding comes out 0.
-            let padded = (visible + 15) / 16 * 16
-            for position in visible..<padded { scores[position] = -.infinity }
-            FloatKernels.softmax(scores, count: padded)
-            FloatKernels.roundToHalf(scores, count: visible)
-
-            let output = b.attention + token * queryDim + head * headDim
-            let value = { UnsafePointer(cache.values(layer: layer, position: $0) + kvOffset) }
-            if batched {
-                FloatKernels.weightedSumLanes16(
-                    scores, count: visible, width: headDim, row: value, lanes: lanes,
-                    into: output)
-            } else {
-                FloatKernels.weightedSumLanes64(
-                    scores, count: visible, width: headDim, row: value, lanes: lanes,
-                    into: output)
-            }
+        let output = b.attention + token * queryDim + head * headDim
+        let value = { UnsafePointer(values($0) + kvOffset) }
+        if batchedOrder {
+            FloatKernels.weightedSumLanes16(
+                scores, count: visible, width: headDim, row: value, lanes: lanes,
+                into: output)
+        } else {
+            FloatKernels.weightedSumLanes64(
+                scores, count: visible, width: headDim, row: value, lanes: lanes,
+                into: output)
         }
     }
 }

@@ -92,7 +92,7 @@ public final class KVCache: @unchecked Sendable {
 
     /// Keys of `layer` at `position`: `[kvDim]`.
     @inline(__always)
-    func keys(layer: Int, position: Int) -> UnsafeMutablePointer<Float16> {
+    public func keys(layer: Int, position: Int) -> UnsafeMutablePointer<Float16> {
         let slot = slot(of: position)
         assert(slot < slotCount, "KV cache position \(position) past its \(slotCount) slots")
         return keys + (layer * slotCount + slot) * kvDim
@@ -100,7 +100,7 @@ public final class KVCache: @unchecked Sendable {
 
     /// Values of `layer` at `position`: `[kvDim]`.
     @inline(__always)
-    func values(layer: Int, position: Int) -> UnsafeMutablePointer<Float16> {
+    public func values(layer: Int, position: Int) -> UnsafeMutablePointer<Float16> {
         let slot = slot(of: position)
         assert(slot < slotCount, "KV cache position \(position) past its \(slotCount) slots")
         return values + (layer * slotCount + slot) * kvDim
