@@ -58,7 +58,16 @@ public final class Engine: @unchecked Sendable {
     private var metrics = EngineMetrics()
     private var rateSamples: [(time: Date, tokens: Int)] = []
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, options: Options = Options()) throws {
+    /// Positions `0..<virtualLength` of every sequence: a prefix or prompt tuning adapter's
+    /// virtual tokens; 0 without one.
+    public let virtualLength: Int
+
+    /// - Parameter virtualPrefix: a prefix or prompt tuning adapter's virtual tokens, put in
+    ///   front of every sequence (computed once, their blocks shared by all).
+    public init(
+        model: LlamaModel, tokenizer: Tokenizer, options: Options = Options(),
+        virtualPrefix: VirtualPrefix? = nil
+    ) throws {
         let config = model.config
         guard config.attention == .exact else {
             throw ModelError.unsupportedMetadata(
@@ -74,12 +83,19 @@ public final class Engine: @unchecked Sendable {
         cache = PagedKVCache(
             layerCount: config.layerCount, kvDim: config.kvDim, blockSize: options.blockSize,
             blockCount: options.kvBlocks)
-        // The context lends its weights, buffers and pool; its own cache stays unused (and,
-        // never written, takes no resident memory).
+        // The context lends its weights, buffers and pool. Its own cache holds only the
+        // virtual tokens, once, on their way into the paged cache (never written otherwise,
+        // it takes no resident memory).
+        let virtualLength = virtualPrefix?.length ?? 0
         context = InferenceContext(
-            model: model, contextLength: tokenBudget, batchCapacity: tokenBudget,
-            threadCount: options.threadCount)
-        scheduler = Scheduler(cache: cache, maxBatch: options.maxBatch, tokenBudget: tokenBudget)
+            model: model, contextLength: max(tokenBudget, virtualLength + 1),
+            batchCapacity: max(tokenBudget, virtualLength), threadCount: options.threadCount)
+        self.virtualLength = virtualLength
+        let prefixBlocks = try Self.placeVirtualPrefix(
+            virtualPrefix, context: context, cache: cache)
+        scheduler = Scheduler(
+            cache: cache, maxBatch: options.maxBatch, tokenBudget: tokenBudget,
+            prefixBlocks: prefixBlocks)
         metrics.kvBlockCount = cache.blockCount
         metrics.kvBlockSize = cache.blockSize
         publishMetrics()
@@ -90,6 +106,38 @@ public final class Engine: @unchecked Sendable {
         thread.stackSize = 4 << 20
         self.thread = thread
         thread.start()
+    }
+
+    /// Computes an adapter's virtual tokens in the context (which also keeps prefix tuning's
+    /// gates for attention) and copies their keys and values into blocks of their own.
+    private static func placeVirtualPrefix(
+        _ prefix: VirtualPrefix?, context: InferenceContext, cache: PagedKVCache
+    ) throws -> [Int] {
+        guard let prefix else { return [] }
+        try context.setVirtualPrefix(prefix)
+        var blocks: [Int] = []
+        for _ in 0..<cache.blocksNeeded(prefix.length) {
+            guard let block = cache.allocate() else {
+                throw EngineError.promptExceedsCache(
+                    blocks: cache.blocksNeeded(prefix.length), blockCount: cache.blockCount)
+            }
+            blocks.append(block)
+        }
+        let storage = cache.storage
+        for position in 0..<prefix.length {
+            let slot = blocks.withUnsafeBufferPointer {
+                cache.slot(of: position, in: $0.baseAddress!)
+            }
+            for layer in 0..<storage.layerCount {
+                storage.keys(layer: layer, position: slot).update(
+                    from: context.cache.keys(layer: layer, position: position),
+                    count: storage.kvDim)
+                storage.values(layer: layer, position: slot).update(
+                    from: context.cache.values(layer: layer, position: position),
+                    count: storage.kvDim)
+            }
+        }
+        return blocks
     }
 
     // MARK: - Requests
@@ -110,7 +158,9 @@ public final class Engine: @unchecked Sendable {
         let id = nextID
         nextID += 1
         incoming.append(
-            SequenceState(id: id, request: request, tokenizer: tokenizer, onEvent: onEvent))
+            SequenceState(
+                id: id, request: request, tokenizer: tokenizer, virtualLength: virtualLength,
+                onEvent: onEvent))
         condition.signal()
         return id
     }
@@ -141,9 +191,9 @@ public final class Engine: @unchecked Sendable {
     /// Throws when `request` could never run here.
     public func validate(_ request: GenerationRequest) throws {
         guard !request.prompt.isEmpty else { throw EngineError.emptyPrompt }
-        guard request.prompt.count < contextLength else {
+        guard virtualLength + request.prompt.count < contextLength else {
             throw EngineError.promptTooLong(
-                tokens: request.prompt.count, contextLength: contextLength)
+                tokens: virtualLength + request.prompt.count, contextLength: contextLength)
         }
         let vocabSize = model.config.vocabSize
         if let bad = request.prompt.first(where: { $0 < 0 || $0 >= vocabSize }) {
@@ -152,7 +202,7 @@ public final class Engine: @unchecked Sendable {
         guard (1...contextLength).contains(request.maxTokens) else {
             throw EngineError.maxTokensOutOfRange(request.maxTokens, allowed: 1...contextLength)
         }
-        let blocks = cache.blocksNeeded(request.prompt.count + 1)
+        let blocks = cache.blocksNeeded(virtualLength + request.prompt.count + 1)
         guard blocks <= cache.blockCount else {
             throw EngineError.promptExceedsCache(blocks: blocks, blockCount: cache.blockCount)
         }
@@ -229,12 +279,12 @@ public final class Engine: @unchecked Sendable {
         var batch = PagedBatch()
         for (index, (sequence, count)) in plan.enumerated() {
             batch.blockTables.append(sequence.blockTable)
-            for position in sequence.computed..<sequence.computed + count {
+            for token in sequence.computed..<sequence.computed + count {
                 batch.rows.append(
                     PagedRow(
-                        token: sequence.tokens[position], position: position, sequence: index,
-                        promptOrder: sequence.isPromptToken(position),
-                        wantsLogits: position == sequence.tokens.count - 1))
+                        token: sequence.tokens[token], position: sequence.position(of: token),
+                        sequence: index, promptOrder: sequence.isPromptToken(token),
+                        wantsLogits: token == sequence.tokens.count - 1))
             }
         }
         let logits = context.forward(batch, cache: cache)
@@ -273,7 +323,7 @@ public final class Engine: @unchecked Sendable {
         if hitStop {
             finish(sequence, .stop, flush: false)
         } else if sequence.generatedCount >= sequence.request.maxTokens
-            || sequence.tokens.count > contextLength
+            || sequence.position(of: sequence.tokens.count) > contextLength
         {
             finish(sequence, .length)
         }

@@ -11,6 +11,9 @@ final class Scheduler {
     let cache: PagedKVCache
     /// Sequences running at once at most.
     let maxBatch: Int
+    /// The blocks of an adapter's virtual tokens, which every block table begins with (the
+    /// engine holds a reference to each); empty without such an adapter.
+    let prefixBlocks: [Int]
     /// Rows of one step at most.
     let tokenBudget: Int
 
@@ -22,9 +25,10 @@ final class Scheduler {
     private(set) var stalled: [(SequenceState, FinishReason)] = []
     private(set) var preemptionCount = 0
 
-    init(cache: PagedKVCache, maxBatch: Int, tokenBudget: Int) {
+    init(cache: PagedKVCache, maxBatch: Int, tokenBudget: Int, prefixBlocks: [Int] = []) {
         precondition(maxBatch >= 1 && tokenBudget >= maxBatch, "budget below the batch")
         self.cache = cache
+        self.prefixBlocks = prefixBlocks
         self.maxBatch = maxBatch
         self.tokenBudget = tokenBudget
     }
@@ -72,11 +76,19 @@ final class Scheduler {
 
         // Admit waiting sequences while there is room, finding their prompt's cached prefix.
         while budget > 0, running.count < maxBatch, let next = waiting.first {
-            let usable = (next.tokens.count - 1) / cache.blockSize
-            next.blockTable = cache.lookupPrefix(next.request.prompt, maxBlocks: usable)
-            next.computed = next.blockTable.count * cache.blockSize
-            next.registeredBlocks = next.blockTable.count
-            if next.preemptionCount == 0 { next.cachedPromptTokenCount = next.computed }
+            if prefixBlocks.isEmpty {
+                let usable = (next.tokens.count - 1) / cache.blockSize
+                next.blockTable = cache.lookupPrefix(next.request.prompt, maxBlocks: usable)
+                next.computed = next.blockTable.count * cache.blockSize
+                next.registeredBlocks = next.blockTable.count
+                if next.preemptionCount == 0 { next.cachedPromptTokenCount = next.computed }
+            } else {
+                // Virtual tokens shift every block boundary, so prompt blocks are not shared
+                // between requests; the virtual tokens' own blocks are.
+                for block in prefixBlocks { cache.retain(block) }
+                next.blockTable = prefixBlocks
+                next.computed = 0
+            }
             let count = min(next.pending, budget)
             guard allocate(next, upTo: next.computed + count) else {
                 cache.release(table: &next.blockTable)
@@ -102,6 +114,7 @@ final class Scheduler {
     /// prompt tokens become findable for later prompts.
     func advance(_ sequence: SequenceState, by count: Int) {
         sequence.computed += count
+        guard prefixBlocks.isEmpty else { return }
         let fullPromptBlocks = min(sequence.computed, sequence.promptCount) / cache.blockSize
         while sequence.registeredBlocks < fullPromptBlocks {
             let index = sequence.registeredBlocks
@@ -134,19 +147,21 @@ final class Scheduler {
         return true
     }
 
-    /// Grows the block table to hold positions `..<end` and makes the block of the next
-    /// write private (copy-on-write). False, with nothing new kept, when blocks run out.
+    /// Grows the block table to hold tokens `..<end` and makes the block of the next write
+    /// private (copy-on-write): a block shared with other sequences, such as the last block of
+    /// an adapter's virtual tokens, is copied. False, with no new block kept, when blocks run
+    /// out.
     private func allocate(_ sequence: SequenceState, upTo end: Int) -> Bool {
         let before = sequence.blockTable.count
-        if sequence.computed % cache.blockSize != 0 {
-            let index = sequence.computed / cache.blockSize
+        let next = sequence.position(of: sequence.computed)
+        if next % cache.blockSize != 0 {
             guard
                 cache.makeWritable(
-                    table: &sequence.blockTable, index: index,
-                    filled: sequence.computed % cache.blockSize)
+                    table: &sequence.blockTable, index: next / cache.blockSize,
+                    filled: next % cache.blockSize)
             else { return false }
         }
-        while sequence.blockTable.count < cache.blocksNeeded(end) {
+        while sequence.blockTable.count < cache.blocksNeeded(sequence.position(of: end)) {
             guard let block = cache.allocate() else {
                 while sequence.blockTable.count > before {
                     cache.release(sequence.blockTable.removeLast())

@@ -14,8 +14,10 @@ final class SequenceState {
     var tokens: [Int]
     var promptCount: Int { request.prompt.count }
     var generatedCount: Int { tokens.count - promptCount }
-    /// Positions whose keys and values are in the cache: `tokens[..<computed]`.
+    /// Tokens whose keys and values are in the cache: `tokens[..<computed]`. Token `i` sits at
+    /// position `virtualLength + i`, after an adapter's virtual tokens.
     var computed = 0
+    let virtualLength: Int
     var blockTable: [Int] = []
     /// Leading blocks of `blockTable` registered for prefix reuse.
     var registeredBlocks = 0
@@ -29,10 +31,11 @@ final class SequenceState {
     var preemptionCount = 0
 
     init(
-        id: Int, request: GenerationRequest, tokenizer: Tokenizer,
+        id: Int, request: GenerationRequest, tokenizer: Tokenizer, virtualLength: Int,
         onEvent: @escaping @Sendable (RequestEvent) -> Void
     ) {
         self.id = id
+        self.virtualLength = virtualLength
         self.request = request
         self.onEvent = onEvent
         submitted = Date()
@@ -44,6 +47,9 @@ final class SequenceState {
 
     /// Tokens still to run through the model before the next one can be sampled.
     var pending: Int { tokens.count - computed }
+
+    /// The position of token `index` in the sequence.
+    func position(of index: Int) -> Int { virtualLength + index }
 
     /// Whether the token at `index` is a prompt token: it then takes the prompt's order of
     /// sums in attention, generated tokens the decode step's, also when a preempted

@@ -5,12 +5,15 @@ import Testing
 
 /// A tiny model written once per test, served by an engine with `options`.
 private func withEngine<T>(
-    _ options: Engine.Options, _ body: (Engine, PretrainedModel) throws -> T
+    _ options: Engine.Options, virtualPrefix: VirtualPrefix? = nil,
+    _ body: (Engine, PretrainedModel) throws -> T
 ) throws -> T {
     let path = try TinyModel.write(weightType: .q8_0)
     defer { try? FileManager.default.removeItem(atPath: path) }
     let model = try PretrainedModel(path: path)
-    let engine = try Engine(model: model.model, tokenizer: model.tokenizer, options: options)
+    let engine = try Engine(
+        model: model.model, tokenizer: model.tokenizer, options: options,
+        virtualPrefix: virtualPrefix)
     defer { engine.shutdown(finishInFlight: false) }
     return try body(engine, model)
 }
@@ -154,6 +157,48 @@ struct EngineTests {
             #expect(reason.all[0].finishReason == .cancelled)
             #expect(engine.currentMetrics().kvBlocksUsed == 0)
             #expect(engine.currentMetrics().runningRequests == 0)
+        }
+    }
+
+    @Test(
+        "with an adapter's virtual tokens, batched answers equal the single-sequence generator's",
+        arguments: ["prefix", "prompt"])
+    func virtualPrefixIsServed(kind: String) throws {
+        // Five virtual tokens: the last of their blocks (of eight positions) is shared by every
+        // sequence and copied on its first write.
+        let length = 5
+        let prefix: VirtualPrefix
+        if kind == "prefix" {
+            let width = TinyModel.layerCount * 2 * TinyModel.kvHeadCount * TinyModel.headDim
+            let gates = Tensor(
+                shape: [TinyModel.layerCount, TinyModel.headCount],
+                values: TinyModel.values(seed: 7, count: TinyModel.layerCount * TinyModel.headCount)
+                    .map { 0.5 + abs($0) })
+            prefix = .keysAndValues(
+                Tensor(
+                    shape: [length, width], values: TinyModel.values(seed: 5, count: length * width)
+                ),
+                gates: gates)
+        } else {
+            prefix = .embeddings(
+                Tensor(
+                    shape: [length, TinyModel.hidden],
+                    values: TinyModel.values(seed: 6, count: length * TinyModel.hidden)))
+        }
+        try withEngine(options(), virtualPrefix: prefix) { engine, model in
+            let greedy = requests(model).filter { $0.sampling == .greedy }
+            let served = try runConcurrently(engine, greedy)
+            let context = InferenceContext(model: model.model, threadCount: 2)
+            try context.setVirtualPrefix(prefix)
+            let generator = Generator(tokenizer: model.tokenizer, context: context)
+            for (request, answer) in zip(greedy, served) {
+                context.reset()
+                let expected = try generator.generate(
+                    prompt: request.prompt, maxTokens: request.maxTokens)
+                #expect(answer.tokens == expected.tokens)
+            }
+            // Only the virtual tokens' own blocks stay in use.
+            #expect(engine.currentMetrics().kvBlocksUsed == 1)
         }
     }
 

@@ -40,11 +40,6 @@ enum ServeCommand: Command {
                 "max-body-bytes", "threads",
             ], flags: [])
         let model = try LoadedModel(arguments)
-        guard model.virtualPrefix == nil else {
-            throw UsageError(
-                "unsupported: serving a prefix or prompt tuning adapter; "
-                    + "serve takes LoRA adapters (merged at load)")
-        }
 
         var engineOptions = Engine.Options()
         engineOptions.maxBatch = try arguments.int("max-batch", default: 16, range: 1...1024)
@@ -72,7 +67,8 @@ enum ServeCommand: Command {
             "max-body-bytes", default: 4 << 20, range: 1...(1 << 30))
 
         let engine = try Engine(
-            model: model.model, tokenizer: model.tokenizer, options: engineOptions)
+            model: model.model, tokenizer: model.tokenizer, options: engineOptions,
+            virtualPrefix: model.virtualPrefix)
         let server = OpenAIServer(
             engine: engine, template: try? model.file.chatTemplate(), options: serverOptions)
         try server.start()
