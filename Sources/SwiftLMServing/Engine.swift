@@ -52,6 +52,7 @@ public final class Engine: @unchecked Sendable {
     private var stopping = false
     private var cancelEverything = false
     private var published = EngineMetrics()
+    private var publishedAt = Date()
     private var stopped = false
 
     // The engine thread's own.
@@ -212,7 +213,10 @@ public final class Engine: @unchecked Sendable {
     public func currentMetrics() -> EngineMetrics {
         condition.lock()
         defer { condition.unlock() }
-        return published
+        var metrics = published
+        // An idle engine publishes nothing, so its last rate would stand forever.
+        if Date().timeIntervalSince(publishedAt) > 5 { metrics.tokensPerSecond = 0 }
+        return metrics
     }
 
     /// Stops taking requests and ends the engine's thread: after the requests in flight
@@ -373,6 +377,7 @@ public final class Engine: @unchecked Sendable {
         condition.lock()
         waitingCount = scheduler.waiting.count
         published = metrics
+        publishedAt = now
         condition.unlock()
     }
 }
