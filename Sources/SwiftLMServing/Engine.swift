@@ -20,8 +20,11 @@ public final class Engine: @unchecked Sendable {
         /// Tokens (rows) of one forward pass at most: decode tokens plus prompt chunks.
         public var tokenBudget = 256
         /// Blocks of the paged KV cache, and positions per block.
-        public var kvBlocks = 2048
+        public var kvBlocks = 1024
         public var blockSize = 16
+        /// Makes the whole KV budget resident at start (a server's memory is then flat and
+        /// known up front); otherwise blocks take memory as they are first used.
+        public var residentCache = false
         /// Positions one sequence may reach; nil: the model's context length.
         public var contextLength: Int?
         /// Requests waiting at most; `submit` refuses more (`EngineError.queueFull`).
@@ -83,7 +86,7 @@ public final class Engine: @unchecked Sendable {
         let tokenBudget = max(options.tokenBudget, options.maxBatch)
         cache = PagedKVCache(
             layerCount: config.layerCount, kvDim: config.kvDim, blockSize: options.blockSize,
-            blockCount: options.kvBlocks)
+            blockCount: options.kvBlocks, resident: options.residentCache)
         // The context lends its weights, buffers and pool. Its own cache holds only the
         // virtual tokens, once, on their way into the paged cache (never written otherwise,
         // it takes no resident memory).

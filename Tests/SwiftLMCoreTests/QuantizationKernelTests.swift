@@ -307,3 +307,47 @@ func unitScaleActivations(_ x: [Float], as type: ElementType) -> [UInt8] {
     }
     return bytes
 }
+
+@Suite("Portable tile kernels")
+struct PortableTileKernelTests {
+    @Test(
+        "a tile gives each element its dot kernel's bits, odd and even activation rows",
+        arguments: [ElementType.q4_1, .q8_0], [1, 2, 3, 5, 16])
+    func tileMatchesDot(type: ElementType, rowCount: Int) throws {
+        let (tile, kernel) =
+            type == .q4_1 ? (FastDot.tileQ4_1, FastDot.q4_1) : (FastDot.tileQ8_0, FastDot.q8_0)
+        var random = SplitMix64(seed: 90 + UInt64(rowCount))
+        let count = 5 * 32
+        let rowBytes = type.byteCount(elements: count)!
+        let activationBytes = Quantization.activationType(for: type).byteCount(elements: count)!
+        let weights = (0..<4).flatMap { _ in randomRow(type, count: count, using: &random) }
+        let activations = (0..<rowCount).flatMap { _ in
+            quantizeActivations((0..<count).map { _ in random.nextGaussian() }, for: type)
+        }
+        let stride = 6
+        var output = [Float](repeating: .nan, count: rowCount * stride)
+        weights.withUnsafeBytes { w in
+            activations.withUnsafeBytes { a in
+                output.withUnsafeMutableBufferPointer { y in
+                    tile(
+                        w.baseAddress!, rowBytes, a.baseAddress!, activationBytes, rowCount,
+                        count, y.baseAddress!, stride)
+                }
+            }
+        }
+        for row in 0..<rowCount {
+            for feature in 0..<4 {
+                let expected = dot(
+                    kernel, Array(weights[(feature * rowBytes)...].prefix(rowBytes)),
+                    Array(activations[(row * activationBytes)...].prefix(activationBytes)),
+                    count: count)
+                #expect(
+                    output[row * stride + feature].bitPattern == expected.bitPattern,
+                    "row \(row) feature \(feature)")
+            }
+            let untouched = output[(row * stride + 4)..<(row * stride + stride)]
+            let allNaN = untouched.allSatisfy { $0.isNaN }
+            #expect(allNaN, "row \(row): columns past the tile written")
+        }
+    }
+}

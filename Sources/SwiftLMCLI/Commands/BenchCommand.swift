@@ -9,6 +9,7 @@ enum BenchCommand: Command {
     static let usage = """
         swiftlm bench [--model PATH] [--threads N] [--prompt-tokens N] [--gen-tokens N]
                       [--repetitions N] [--json]
+        swiftlm bench --sequences N [--threads N] [--prompt-tokens N] [--gen-tokens N] [--json]
         swiftlm bench --ceilings [--threads N] [--json]
 
         Each repetition empties the context, evaluates a synthetic prompt in one call (prefill,
@@ -27,6 +28,9 @@ enum BenchCommand: Command {
                                  JSON object: prefill_tps, decode_tps (medians), their _min and
                                  _max, peak_rss_mb, threads, prompt_tokens, gen_tokens,
                                  repetitions, model
+          --sequences N          measure the serving engine instead (no HTTP): N requests at
+                                 once, each generating --gen-tokens; prints generated tokens/s
+                                 of all together (median); JSON keys engine_tps, sequences
           --ceilings             measure the machine instead, with N threads at once: memory and
                                  L2 read bandwidth (GB/s), float multiply-adds (GFMA/s, 16-lane
                                  FMA) and int8 multiply-adds (GMAC/s, AVX-512 VNNI; absent
@@ -37,7 +41,9 @@ enum BenchCommand: Command {
     static func run(_ argv: ArraySlice<String>) throws {
         let arguments = try Arguments(
             argv,
-            valued: ["model", "threads", "prompt-tokens", "gen-tokens", "repetitions"],
+            valued: [
+                "model", "threads", "prompt-tokens", "gen-tokens", "repetitions", "sequences",
+            ],
             flags: ["json", "ceilings"])
         let threads = try SamplingOptions.threads(arguments)
         if arguments.flag("ceilings") {
@@ -53,6 +59,18 @@ enum BenchCommand: Command {
         let repetitions = try arguments.int("repetitions", default: 5, range: 1...1000)
 
         let model = try ModelLocation.open(arguments)
+        if arguments.string("sequences") != nil {
+            let sequences = try arguments.int("sequences", default: 1, range: 1...1024)
+            let rates = try engineThroughput(
+                model: model, sequences: sequences, promptTokens: promptTokens,
+                genTokens: genTokens, repetitions: repetitions, threads: threads)
+            let median = rates.sorted()[rates.count / 2]
+            print("engine: \(sequences) sequences, \(format(median)) generated tokens/s (median)")
+            if arguments.flag("json") {
+                print("{\"engine_tps\": \(format(median)), \"sequences\": \(sequences)}")
+            }
+            return
+        }
         let contextLength = model.config.contextLength
         guard promptTokens + genTokens <= contextLength else {
             throw UsageError(

@@ -22,7 +22,8 @@ enum ServeCommand: Command {
                                  also read from $SWIFTLM_API_KEY)
           --model-name NAME      the model's id in the API (default: the file's name)
           --max-batch N          sequences decoded together, 1 turns batching off (default 16)
-          --kv-blocks N          blocks of the paged KV cache (default 2048)
+          --kv-blocks N          blocks of the paged KV cache, all resident from the start
+                                 (default 1024: 16384 positions, 360 MiB for the default model)
           --block-size N         positions per KV block (default 16)
           --token-budget N       tokens in one forward pass, decode and prompt (default 256)
           --context N            positions one request may reach (default: the model's)
@@ -44,7 +45,9 @@ enum ServeCommand: Command {
         var engineOptions = Engine.Options()
         engineOptions.maxBatch = try arguments.int("max-batch", default: 16, range: 1...1024)
         engineOptions.kvBlocks = try arguments.int(
-            "kv-blocks", default: 2048, range: 1...10_000_000)
+            "kv-blocks", default: 1024, range: 1...10_000_000)
+        // A server's memory is its KV budget from the start, not a slow climb to it.
+        engineOptions.residentCache = true
         engineOptions.blockSize = try arguments.int("block-size", default: 16, range: 1...4096)
         engineOptions.tokenBudget = try arguments.int(
             "token-budget", default: 256, range: engineOptions.maxBatch...65536)

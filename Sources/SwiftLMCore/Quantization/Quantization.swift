@@ -86,8 +86,8 @@ public enum Quantization {
     /// VNNI), else nil: products then call the dot kernel once per output element.
     public static func tileKernel(for weightType: ElementType) -> TileKernel? {
         switch weightType {
-        case .q4_1: return FastDot.avx512TileQ4_1
-        case .q8_0: return FastDot.avx512TileQ8_0
+        case .q4_1: return FastDot.avx512TileQ4_1 ?? FastDot.tileQ4_1
+        case .q8_0: return FastDot.avx512TileQ8_0 ?? FastDot.tileQ8_0
         default: return nil
         }
     }

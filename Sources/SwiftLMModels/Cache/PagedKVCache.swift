@@ -49,11 +49,21 @@ public final class PagedKVCache: @unchecked Sendable {
         var identity: UInt64
     }
 
-    public init(layerCount: Int, kvDim: Int, blockSize: Int, blockCount: Int) {
+    /// - Parameter resident: write every block once now, so that the whole budget is resident
+    ///   from the start (a server's memory then stays flat however its blocks are used)
+    ///   rather than growing as blocks are first touched.
+    public init(
+        layerCount: Int, kvDim: Int, blockSize: Int, blockCount: Int, resident: Bool = false
+    ) {
         precondition(blockSize > 0 && blockCount > 0, "a paged cache needs blocks")
         self.blockSize = blockSize
         self.blockCount = blockCount
         storage = KVCache(layerCount: layerCount, kvDim: kvDim, capacity: blockSize * blockCount)
+        if resident {
+            let elements = layerCount * blockSize * blockCount * kvDim
+            storage.keys(layer: 0, position: 0).initialize(repeating: 0, count: elements)
+            storage.values(layer: 0, position: 0).initialize(repeating: 0, count: elements)
+        }
         referenceCounts = [Int](repeating: 0, count: blockCount)
         registrations = [Registration?](repeating: nil, count: blockCount)
         // Handed out from the end of the array: lowest block first.
