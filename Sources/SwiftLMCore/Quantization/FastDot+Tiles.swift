@@ -73,8 +73,8 @@ extension FastDot {
                     SIMDPairs.multiplyAdd(even, x0Even) &+ SIMDPairs.multiplyAdd(odd, x0Odd)
                 let sums1 =
                     SIMDPairs.multiplyAdd(even, x1Even) &+ SIMDPairs.multiplyAdd(odd, x1Odd)
-                lane0 = lane0.addingProduct(SIMD8(repeating: dw * da0), SIMD8<Float>(sums0))
-                lane1 = lane1.addingProduct(SIMD8(repeating: dw * da1), SIMD8<Float>(sums1))
+                lane0 = lane0.addingProduct(SIMD8(repeating: dw * da0), SIMDPairs.floats(sums0))
+                lane1 = lane1.addingProduct(SIMD8(repeating: dw * da1), SIMDPairs.floats(sums1))
                 return half[Int(w.loadUInt16(at: BlockLayout.Q4_1.m))]
             }
             let m0 = row(0, &l00, &l01)
@@ -158,8 +158,8 @@ extension FastDot {
                     SIMDPairs.multiplyAdd(even, x0Even) &+ SIMDPairs.multiplyAdd(odd, x0Odd)
                 let sums1 =
                     SIMDPairs.multiplyAdd(even, x1Even) &+ SIMDPairs.multiplyAdd(odd, x1Odd)
-                lane0 = lane0.addingProduct(SIMD8(repeating: dw * da0), SIMD8<Float>(sums0))
-                lane1 = lane1.addingProduct(SIMD8(repeating: dw * da1), SIMD8<Float>(sums1))
+                lane0 = lane0.addingProduct(SIMD8(repeating: dw * da0), SIMDPairs.floats(sums0))
+                lane1 = lane1.addingProduct(SIMD8(repeating: dw * da1), SIMDPairs.floats(sums1))
             }
             row(0, &l00, &l01)
             row(1, &l10, &l11)
