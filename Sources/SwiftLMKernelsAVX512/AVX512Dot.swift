@@ -98,7 +98,13 @@ public enum AVX512Kernels {
             output: UnsafeMutablePointer<Float>, outputStride: Int
         ) {
             var row = 0
-            while row + 2 <= rowCount {
+            while row + 4 <= rowCount {
+                tile4x4(
+                    weights, weightRowBytes, activations + row * activationRowBytes,
+                    activationRowBytes, count, output + row * outputStride, outputStride)
+                row += 4
+            }
+            if row + 2 <= rowCount {
                 tile4x2(
                     weights, weightRowBytes, activations + row * activationRowBytes,
                     activationRowBytes, count, output + row * outputStride, outputStride)
@@ -109,6 +115,111 @@ public enum AVX512Kernels {
                     weights, weightRowBytes, activations + row * activationRowBytes, count,
                     output + row * outputStride)
             }
+        }
+
+        /// Four weight rows times four activation rows, the batched product's main tile.
+        ///
+        /// The float steps dominate a tile: per block and pair of rows, `step` takes a scalar
+        /// product, a broadcast, a conversion and a multiply-add on eight lanes, and a scalar
+        /// multiply-add for the minimum. Here the eight lanes of one weight row against two
+        /// activation rows share one 512-bit register (lanes 0-7 the first activation row's,
+        /// 8-15 the second's), and the sixteen minimum terms share one more (lane 4r + i:
+        /// activation row r, weight row i), so each step is a whole-register operation. Every
+        /// lane still takes `step`'s operations in its order, so the bits are `dotQ4_1`'s.
+        @inline(__always)
+        static func tile4x4(
+            _ weights: UnsafeRawPointer, _ weightRowBytes: Int, _ activations: UnsafeRawPointer,
+            _ activationRowBytes: Int, _ count: Int, _ output: UnsafeMutablePointer<Float>,
+            _ outputStride: Int
+        ) {
+            // `l{i}{r}{r + 1}`: weight row i against activation rows r and r + 1.
+            var (l001, l101, l201, l301) = (
+                _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()
+            )
+            var (l023, l123, l223, l323) = (
+                _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()
+            )
+            var offsets = _mm512_setzero_ps()
+            var w = weights
+            var a = activations
+            for _ in 0..<(count / 32) {
+                let a1 = a + activationRowBytes
+                let a2 = a1 + activationRowBytes
+                let a3 = a2 + activationRowBytes
+                let q01 = unsafeBitCast(
+                    SIMD64(lowHalf: quants(a), highHalf: quants(a1)), to: __m512i.self)
+                let q23 = unsafeBitCast(
+                    SIMD64(lowHalf: quants(a2), highHalf: quants(a3)), to: __m512i.self)
+                let (da0, sa0) = halves(a)
+                let (da1, sa1) = halves(a1)
+                let (da2, sa2) = halves(a2)
+                let (da3, sa3) = halves(a3)
+                let da01 = lanes(da0, da1)
+                let da23 = lanes(da2, da3)
+                let sa = SIMD16<Float>(
+                    lowHalf: SIMD8(lowHalf: SIMD4(repeating: sa0), highHalf: SIMD4(repeating: sa1)),
+                    highHalf: SIMD8(lowHalf: SIMD4(repeating: sa2), highHalf: SIMD4(repeating: sa3))
+                )
+
+                let w1 = w + weightRowBytes
+                let w2 = w1 + weightRowBytes
+                let w3 = w2 + weightRowBytes
+                let m0 = rowStep(w, q01, q23, da01, da23, &l001, &l023)
+                let m1 = rowStep(w1, q01, q23, da01, da23, &l101, &l123)
+                let m2 = rowStep(w2, q01, q23, da01, da23, &l201, &l223)
+                let m3 = rowStep(w3, q01, q23, da01, da23, &l301, &l323)
+                let m = SIMD4(m0, m1, m2, m3)
+                let mLanes = SIMD16(
+                    lowHalf: SIMD8(lowHalf: m, highHalf: m),
+                    highHalf: SIMD8(lowHalf: m, highHalf: m))
+                offsets = _mm512_fmadd_ps(
+                    unsafeBitCast(mLanes, to: __m512.self), unsafeBitCast(sa, to: __m512.self),
+                    offsets)
+                w += q4_1Bytes
+                a += q8_1Bytes
+            }
+
+            let o = unsafeBitCast(offsets, to: SIMD16<Float>.self)
+            // Weight row i against activation rows r (lanes 0-7) and r + 1 (lanes 8-15).
+            func store(_ pair: __m512, _ i: Int, _ r: Int) {
+                let chains = unsafeBitCast(pair, to: SIMD16<Float>.self)
+                output[r * outputStride + i] = sum(chains.lowHalf) + o[4 * r + i]
+                output[(r + 1) * outputStride + i] = sum(chains.highHalf) + o[4 * (r + 1) + i]
+            }
+            store(l001, 0, 0)
+            store(l101, 1, 0)
+            store(l201, 2, 0)
+            store(l301, 3, 0)
+            store(l023, 0, 2)
+            store(l123, 1, 2)
+            store(l223, 2, 2)
+            store(l323, 3, 2)
+        }
+
+        /// One weight row's block against activation rows 0-1 (`q01`, scales `da01`) and 2-3;
+        /// returns the block's minimum.
+        @inline(__always)
+        static func rowStep(
+            _ w: UnsafeRawPointer, _ q01: __m512i, _ q23: __m512i, _ da01: __m512,
+            _ da23: __m512, _ l01: inout __m512, _ l23: inout __m512
+        ) -> Float {
+            let n = nibbles(w)
+            let both = unsafeBitCast(SIMD64(lowHalf: n, highHalf: n), to: __m512i.self)
+            let s01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), both, q01)
+            let s23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), both, q23)
+            let (dw, mw) = halves(w)
+            let dwLanes = _mm512_set1_ps(dw)
+            l01 = _mm512_fmadd_ps(_mm512_mul_ps(dwLanes, da01), _mm512_cvtepi32_ps(s01), l01)
+            l23 = _mm512_fmadd_ps(_mm512_mul_ps(dwLanes, da23), _mm512_cvtepi32_ps(s23), l23)
+            return mw
+        }
+
+        /// `x` in lanes 0-7, `y` in lanes 8-15.
+        @inline(__always)
+        static func lanes(_ x: Float, _ y: Float) -> __m512 {
+            unsafeBitCast(
+                SIMD16<Float>(lowHalf: SIMD8(repeating: x), highHalf: SIMD8(repeating: y)),
+                to: __m512.self)
         }
 
         /// Four weight rows times one activation row.
@@ -275,70 +386,104 @@ public enum AVX512Kernels {
         ) {
             var row = 0
             while row < rowCount {
-                // Two activation rows at a time; a last odd row pairs with itself.
+                // Four activation rows at a time; past the last row the last one repeats, and
+                // its copies are computed but not written.
                 let a0 = activations + row * activationRowBytes
-                let a1 = row + 1 < rowCount ? a0 + activationRowBytes : a0
-                var (l00, l10, l20, l30) = (
-                    SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
-                )
-                var (l01, l11, l21, l31) = (
-                    SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>()
-                )
-                var w = weights
-                var (x0, x1) = (a0, a1)
-                for _ in 0..<(count / 32) {
-                    let shifted = unsafeBitCast(
-                        SIMD64(lowHalf: q8Quants(x0), highHalf: q8Quants(x1)), to: __m512i.self)
-                    let unsigned = _mm512_xor_si512(shifted, _mm512_set1_epi8(-128))
-                    let (da0, _) = halves(x0)
-                    let (da1, _) = halves(x1)
-                    var wi = w
-                    func sums(_ block: UnsafeRawPointer) -> SIMD16<Int32> {
-                        let q = q8Quants(block)
-                        let both = unsafeBitCast(SIMD64(lowHalf: q, highHalf: q), to: __m512i.self)
-                        let offset = _mm512_dpbusd_epi32(
-                            _mm512_setzero_si512(), _mm512_set1_epi8(-128), both)
-                        let start = _mm512_sub_epi32(_mm512_setzero_si512(), offset)
-                        return unsafeBitCast(
-                            _mm512_dpbusd_epi32(start, unsigned, both), to: SIMD16<Int32>.self)
-                    }
-                    let s0 = sums(wi)
-                    let (dw0, _) = halves(wi)
-                    wi += weightRowBytes
-                    let s1 = sums(wi)
-                    let (dw1, _) = halves(wi)
-                    wi += weightRowBytes
-                    let s2 = sums(wi)
-                    let (dw2, _) = halves(wi)
-                    wi += weightRowBytes
-                    let s3 = sums(wi)
-                    let (dw3, _) = halves(wi)
-                    l00 = l00.addingProduct(SIMD8(repeating: dw0 * da0), SIMD8<Float>(s0.lowHalf))
-                    l01 = l01.addingProduct(SIMD8(repeating: dw0 * da1), SIMD8<Float>(s0.highHalf))
-                    l10 = l10.addingProduct(SIMD8(repeating: dw1 * da0), SIMD8<Float>(s1.lowHalf))
-                    l11 = l11.addingProduct(SIMD8(repeating: dw1 * da1), SIMD8<Float>(s1.highHalf))
-                    l20 = l20.addingProduct(SIMD8(repeating: dw2 * da0), SIMD8<Float>(s2.lowHalf))
-                    l21 = l21.addingProduct(SIMD8(repeating: dw2 * da1), SIMD8<Float>(s2.highHalf))
-                    l30 = l30.addingProduct(SIMD8(repeating: dw3 * da0), SIMD8<Float>(s3.lowHalf))
-                    l31 = l31.addingProduct(SIMD8(repeating: dw3 * da1), SIMD8<Float>(s3.highHalf))
-                    w += q8_0Bytes
-                    x0 += q8_0Bytes
-                    x1 += q8_0Bytes
+                let a1 = activations + min(row + 1, rowCount - 1) * activationRowBytes
+                let a2 = activations + min(row + 2, rowCount - 1) * activationRowBytes
+                let a3 = activations + min(row + 3, rowCount - 1) * activationRowBytes
+                let rows = min(4, rowCount - row)
+                if rows > 2 {
+                    q8Tile(
+                        weights, weightRowBytes, a0, a1, a2, a3, count,
+                        output + row * outputStride, outputStride, rows: rows, wide: true)
+                } else {
+                    q8Tile(
+                        weights, weightRowBytes, a0, a1, a2, a3, count,
+                        output + row * outputStride, outputStride, rows: rows, wide: false)
                 }
-                let out0 = output + row * outputStride
-                out0[0] = sum(l00)
-                out0[1] = sum(l10)
-                out0[2] = sum(l20)
-                out0[3] = sum(l30)
-                if row + 1 < rowCount {
-                    let out1 = out0 + outputStride
-                    out1[0] = sum(l01)
-                    out1[1] = sum(l11)
-                    out1[2] = sum(l21)
-                    out1[3] = sum(l31)
-                }
-                row += 2
+                row += 4
             }
+        }
+
+        /// Four Q8_0 weight rows times four activation rows (two when not `wide`), the first
+        /// `rows` of which are written. As in `tile4x4`, the eight chains of one weight row
+        /// against two activation rows share one 512-bit register; each lane takes `q8Step`'s
+        /// operations in its order.
+        @inline(__always)
+        static func q8Tile(
+            _ weights: UnsafeRawPointer, _ weightRowBytes: Int, _ a0: UnsafeRawPointer,
+            _ a1: UnsafeRawPointer, _ a2: UnsafeRawPointer, _ a3: UnsafeRawPointer,
+            _ count: Int, _ output: UnsafeMutablePointer<Float>, _ outputStride: Int, rows: Int,
+            wide: Bool
+        ) {
+            // `l{i}{r}{r + 1}`: weight row i against activation rows r and r + 1.
+            var (l001, l101, l201, l301) = (
+                _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()
+            )
+            var (l023, l123, l223, l323) = (
+                _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()
+            )
+            let flip = _mm512_set1_epi8(-128)
+            var w = weights
+            var (x0, x1, x2, x3) = (a0, a1, a2, a3)
+            for _ in 0..<(count / 32) {
+                let unsigned01 = _mm512_xor_si512(
+                    unsafeBitCast(
+                        SIMD64(lowHalf: q8Quants(x0), highHalf: q8Quants(x1)), to: __m512i.self),
+                    flip)
+                let unsigned23 =
+                    wide
+                    ? _mm512_xor_si512(
+                        unsafeBitCast(
+                            SIMD64(lowHalf: q8Quants(x2), highHalf: q8Quants(x3)),
+                            to: __m512i.self),
+                        flip) : unsigned01
+                let da01 = lanes(halves(x0).0, halves(x1).0)
+                let da23 = wide ? lanes(halves(x2).0, halves(x3).0) : da01
+
+                // One weight row's block against all four activation rows.
+                func rowStep(_ block: UnsafeRawPointer, _ l01: inout __m512, _ l23: inout __m512) {
+                    let q = q8Quants(block)
+                    let both = unsafeBitCast(SIMD64(lowHalf: q, highHalf: q), to: __m512i.self)
+                    let offset = _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, both)
+                    let start = _mm512_sub_epi32(_mm512_setzero_si512(), offset)
+                    let s01 = _mm512_dpbusd_epi32(start, unsigned01, both)
+                    let dw = _mm512_set1_ps(halves(block).0)
+                    l01 = _mm512_fmadd_ps(_mm512_mul_ps(dw, da01), _mm512_cvtepi32_ps(s01), l01)
+                    if wide {
+                        let s23 = _mm512_dpbusd_epi32(start, unsigned23, both)
+                        l23 = _mm512_fmadd_ps(
+                            _mm512_mul_ps(dw, da23), _mm512_cvtepi32_ps(s23), l23)
+                    }
+                }
+                rowStep(w, &l001, &l023)
+                rowStep(w + weightRowBytes, &l101, &l123)
+                rowStep(w + 2 * weightRowBytes, &l201, &l223)
+                rowStep(w + 3 * weightRowBytes, &l301, &l323)
+                w += q8_0Bytes
+                x0 += q8_0Bytes
+                x1 += q8_0Bytes
+                if wide {
+                    x2 += q8_0Bytes
+                    x3 += q8_0Bytes
+                }
+            }
+
+            // Weight row i against activation rows r (lanes 0-7) and r + 1 (lanes 8-15).
+            func store(_ pair: __m512, _ i: Int, _ r: Int) {
+                let chains = unsafeBitCast(pair, to: SIMD16<Float>.self)
+                if r < rows { output[r * outputStride + i] = sum(chains.lowHalf) }
+                if r + 1 < rows { output[(r + 1) * outputStride + i] = sum(chains.highHalf) }
+            }
+            store(l001, 0, 0)
+            store(l101, 1, 0)
+            store(l201, 2, 0)
+            store(l301, 3, 0)
+            store(l023, 0, 2)
+            store(l123, 1, 2)
+            store(l223, 2, 2)
+            store(l323, 3, 2)
         }
 
         /// The 32 signed bytes of a Q8_0 block.

@@ -36,7 +36,7 @@ struct VNNIKernelTests {
 
         @Test(
             "the tile kernel gives each element FastDot's bits",
-            arguments: [ElementType.q4_1, .q8_0], [1, 2, 3, 5])
+            arguments: [ElementType.q4_1, .q8_0], [1, 2, 3, 4, 5, 6, 7, 9, 16])
         func tileMatchesPortable(type: ElementType, rowCount: Int) throws {
             let (portable, _, tile) = try #require(Self.kernels[type])
             var random = SplitMix64(seed: 42 + UInt64(rowCount))
