@@ -49,7 +49,8 @@ struct AdapterModelTests {
     @Test("a fresh gated prefix leaves every logit unchanged; an ungated one does not")
     func freshPrefix() throws {
         let base = Self.logits(try TrainableLlamaTests.model())
-        let gated = try Self.adapted(Adaptation(method: .prefix, virtualTokens: 3))
+        let gated = try Self.adapted(
+            Adaptation(method: .prefix, virtualTokens: 3, prefixGated: true))
         // Equal but for rounding: the tokens sit at positions 3... after the prefix, and RoPE
         // rotates by absolute angles whose relative products differ in the last bits.
         #expect(Self.largestDifference(Self.logits(gated), base) < 1e-4)
@@ -83,7 +84,7 @@ struct AdapterModelTests {
         let base = try TrainableLlamaTests.model().inferenceModel()
         let cases: [(Adaptation, Float)] = [
             (Adaptation(method: .lora, lora: Self.allTargets), 0.3),
-            (Adaptation(method: .prefix, virtualTokens: 3), 1),
+            (Adaptation(method: .prefix, virtualTokens: 3, prefixGated: true), 1),
             (Adaptation(method: .prefix, virtualTokens: 2, prefixProjection: 8), 0.5),
             (Adaptation(method: .prompt, virtualTokens: 3), 1),
         ]

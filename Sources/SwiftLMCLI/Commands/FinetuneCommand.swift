@@ -21,8 +21,9 @@ enum FinetuneCommand: Command {
           --virtual-tokens N (10)  prefix and prompt tuning
           --prefix-projection H  train the prefix through an MLP of width H (Li and Liang);
                                  the adapter keeps only its output
-          --no-prefix-gate       no per-head gates on the prefix (they start at 0 so a fresh
-                                 prefix changes nothing; PEFT's prefix tuning has none)
+          --prefix-gate          per-head gates on the prefix, starting at 0 so that a fresh
+                                 prefix changes nothing (PEFT's prefix tuning has none; they
+                                 trained unstably, see docs/FINETUNING.md)
         Data:
           --data FILE            .jsonl: one {"messages": [{"role", "content"}...]} per line,
                                  rendered with the model's chat template, loss on the
@@ -56,7 +57,7 @@ enum FinetuneCommand: Command {
                 "checkpoint-every", "eval-every", "eval-batches", "log-every", "seed", "threads",
                 "export",
             ],
-            flags: ["rslora", "checkpointing", "resume", "json", "dry-run", "no-prefix-gate"])
+            flags: ["rslora", "checkpointing", "resume", "json", "dry-run", "prefix-gate"])
         let threads = try SamplingOptions.threads(arguments)
         Ops.pool = ThreadPool(threadCount: threads)
         let pretrained = try ModelLocation.open(arguments)
@@ -192,7 +193,7 @@ enum FinetuneCommand: Command {
             }
             return Adaptation(
                 method: method, virtualTokens: count, prefixProjection: projection,
-                prefixGated: method == .prefix && !arguments.flag("no-prefix-gate"))
+                prefixGated: method == .prefix && arguments.flag("prefix-gate"))
         }
     }
 

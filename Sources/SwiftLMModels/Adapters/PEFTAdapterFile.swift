@@ -16,8 +16,8 @@ public enum PEFTAdapterFile {
     /// PEFT's name for the learned table of prompt and prefix tuning.
     public static let promptTensorName = "prompt_embeddings"
     /// SwiftLM's prefix gates, `[layerCount, headCount]`. PEFT has no such tensor and ignores
-    /// it, computing with every gate at 1: a gated prefix is PEFT-shaped but gives PEFT's
-    /// numbers only when trained with `--no-prefix-gate`.
+    /// it, computing with every gate at 1: a gated prefix (`--prefix-gate`) is PEFT-shaped
+    /// but gives PEFT's numbers only without gates, the default.
     public static let gatesTensorName = "swiftlm_prefix_gates"
 
     /// `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight`

@@ -25,13 +25,14 @@ public struct Adaptation: Codable, Equatable, Sendable {
     /// (nil trains the table directly). Files keep only the MLP's output, as PEFT's do.
     public var prefixProjection: Int?
     /// Prefix tuning only: per-head gates on the prefix, starting at zero, so the fresh
-    /// adapter changes nothing (`Ops.prefixCausalAttention`); false fixes them at 1, the
-    /// prefix tuning of PEFT, whose files carry no gates.
+    /// adapter changes nothing (`Ops.prefixCausalAttention`); false (the default) fixes them
+    /// at 1, the prefix tuning of PEFT, whose files carry no gates. Gated prefixes trained
+    /// unstably on the instruction task of docs/FINETUNING.md, hence off by default.
     public var prefixGated: Bool
 
     public init(
         method: Method, lora: LoRASettings? = nil, virtualTokens: Int? = nil,
-        prefixProjection: Int? = nil, prefixGated: Bool = true
+        prefixProjection: Int? = nil, prefixGated: Bool = false
     ) {
         self.method = method
         self.lora = lora
