@@ -89,9 +89,10 @@ public enum AVX512Kernels {
         /// `dotQ4_1` of the two rows.
         ///
         /// One dot product is a chain of dependent multiply-adds, one per block, so alone it
-        /// runs at the latency of a multiply-add; a tile of four weight rows (times two
-        /// activation rows in prefill) runs four or eight independent chains, and reads each
-        /// block of nibbles and of activations once for all of them.
+        /// runs at the latency of a multiply-add; a tile of four weight rows (times four
+        /// activation rows in prefill and batched steps, two or one for the last rows) runs
+        /// up to sixteen independent chains, and reads each block of nibbles and of activations
+        /// once for all of them.
         public static func productQ4_1(
             weights: UnsafeRawPointer, weightRowBytes: Int, activations: UnsafeRawPointer,
             activationRowBytes: Int, rowCount: Int, count: Int,
