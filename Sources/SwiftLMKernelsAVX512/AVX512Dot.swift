@@ -174,16 +174,16 @@ public enum AVX512Kernels {
                     lowHalf: SIMD8(lowHalf: m, highHalf: m),
                     highHalf: SIMD8(lowHalf: m, highHalf: m))
                 offsets = _mm512_fmadd_ps(
-                    unsafeBitCast(mLanes, to: __m512.self), unsafeBitCast(sa, to: __m512.self),
+                    mLanes, sa,
                     offsets)
                 w += q4_1Bytes
                 a += q8_1Bytes
             }
 
-            let o = unsafeBitCast(offsets, to: SIMD16<Float>.self)
+            let o = offsets
             // Weight row i against activation rows r (lanes 0-7) and r + 1 (lanes 8-15).
             func store(_ pair: __m512, _ i: Int, _ r: Int) {
-                let chains = unsafeBitCast(pair, to: SIMD16<Float>.self)
+                let chains = pair
                 output[r * outputStride + i] = sum(chains.lowHalf) + o[4 * r + i]
                 output[(r + 1) * outputStride + i] = sum(chains.highHalf) + o[4 * (r + 1) + i]
             }
@@ -218,9 +218,7 @@ public enum AVX512Kernels {
         /// `x` in lanes 0-7, `y` in lanes 8-15.
         @inline(__always)
         static func lanes(_ x: Float, _ y: Float) -> __m512 {
-            unsafeBitCast(
-                SIMD16<Float>(lowHalf: SIMD8(repeating: x), highHalf: SIMD8(repeating: y)),
-                to: __m512.self)
+            SIMD16<Float>(lowHalf: SIMD8(repeating: x), highHalf: SIMD8(repeating: y))
         }
 
         /// Four weight rows times one activation row.
@@ -473,7 +471,7 @@ public enum AVX512Kernels {
 
             // Weight row i against activation rows r (lanes 0-7) and r + 1 (lanes 8-15).
             func store(_ pair: __m512, _ i: Int, _ r: Int) {
-                let chains = unsafeBitCast(pair, to: SIMD16<Float>.self)
+                let chains = pair
                 if r < rows { output[r * outputStride + i] = sum(chains.lowHalf) }
                 if r + 1 < rows { output[(r + 1) * outputStride + i] = sum(chains.highHalf) }
             }
@@ -567,7 +565,7 @@ public enum AVX512Kernels {
         @inline(__always)
         static func halves(_ block: UnsafeRawPointer) -> (Float, Float) {
             let word = Int32(bitPattern: block.loadUnaligned(as: UInt32.self))
-            let floats = unsafeBitCast(_mm_cvtph_ps(_mm_cvtsi32_si128(word)), to: SIMD4<Float>.self)
+            let floats = _mm_cvtph_ps(_mm_cvtsi32_si128(word))
             return (floats[0], floats[1])
         }
 

@@ -34,8 +34,8 @@ extension AVX512Kernels {
             let low = V(repeating: 1).addingProduct(V(repeating: 0x1.ffffecp-1), b)
             let j = low.addingProduct(middle.addingProduct(high, u), u)
             let scaled = _mm512_scalef_ps(
-                unsafeBitCast(j, to: __m512.self), unsafeBitCast(n, to: __m512.self))
-            let result = unsafeBitCast(scaled, to: V.self)
+                j, n)
+            let result = scaled
 
             let outside = (n .> 192) .| (n .< -192)
             guard any(outside) else { return result }

@@ -205,7 +205,7 @@ public final class OpenAIServer: Sendable {
     {
         let done = DispatchSemaphore(value: 0)
         let box = CompletionBox()
-        try submit(request) { event in
+        _ = try submit(request) { event in
             if case .finished(let completion) = event {
                 box.completion = completion
                 done.signal()

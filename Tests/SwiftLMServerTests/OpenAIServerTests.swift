@@ -59,7 +59,7 @@ private struct TestServer {
         var arguments = ["-sS", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
         if let method { arguments += ["-X", method] }
         for header in headers { arguments += ["-H", header] }
-        if let body {
+        if body != nil {
             arguments += ["-H", "content-type: application/json", "--data-binary", "@-"]
         }
         arguments += extra

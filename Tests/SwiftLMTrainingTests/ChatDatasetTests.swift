@@ -51,7 +51,7 @@ struct ChatDatasetTests {
 
     static func error(_ lines: [String]) -> String {
         let path = NSTemporaryDirectory() + "chat-\(UUID().uuidString).jsonl"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: path, contents: Data(lines.joined(separator: "\n").utf8))
         do {
             _ = try ChatDataset(path: path, template: template, tokenizer: tokenizer)

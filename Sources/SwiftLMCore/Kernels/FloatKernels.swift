@@ -1,8 +1,9 @@
 import Foundation
+import SwiftLMKernelsAVX512
+
 #if arch(x86_64)
     import _Builtin_intrinsics.intel
 #endif
-import SwiftLMKernelsAVX512
 
 /// Element-wise and row-wise float kernels of a transformer forward pass.
 ///
@@ -319,7 +320,8 @@ public enum FloatKernels {
             let lane = lanes + (position % laneCount) * width
             var i = 0
             while i + 16 <= width {
-                store16(load16(lane + i) + SIMD16(repeating: weight) * Element.load16(values + i),
+                store16(
+                    load16(lane + i) + SIMD16(repeating: weight) * Element.load16(values + i),
                     lane + i)
                 i += 16
             }
@@ -395,8 +397,8 @@ extension Float16: KernelElement {
             let low = _mm256_cvtph_ps(raw.loadUnaligned(as: __m128i.self))
             let high = _mm256_cvtph_ps(raw.loadUnaligned(fromByteOffset: 16, as: __m128i.self))
             return SIMD16(
-                lowHalf: unsafeBitCast(low, to: SIMD8<Float>.self),
-                highHalf: unsafeBitCast(high, to: SIMD8<Float>.self))
+                lowHalf: low,
+                highHalf: high)
         #else
             return SIMD16<Float>(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float16>.self))
         #endif

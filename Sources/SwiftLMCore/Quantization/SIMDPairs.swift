@@ -91,8 +91,7 @@ enum SIMDPairs {
     @inline(__always)
     static func floats(_ sums: SIMD8<Int32>) -> SIMD8<Float> {
         #if arch(x86_64)
-            unsafeBitCast(
-                _mm256_cvtepi32_ps(unsafeBitCast(sums, to: __m256i.self)), to: SIMD8<Float>.self)
+            _mm256_cvtepi32_ps(unsafeBitCast(sums, to: __m256i.self))
         #else
             SIMD8<Float>(sums)
         #endif
