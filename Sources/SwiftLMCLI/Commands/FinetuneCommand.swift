@@ -43,8 +43,8 @@ enum FinetuneCommand: Command {
                                  nothing (the last stdout line is a JSON array with --json)
           --json                 print a JSON summary as the last line of stdout
 
-        generate, chat and perplexity take the result with --adapter DIR/adapter; `swiftlm
-        merge` writes base plus LoRA as one GGUF that llama.cpp runs.
+        generate, chat, perplexity and serve take the result with --adapter DIR/adapter;
+        `swiftlm merge` writes base plus LoRA as one GGUF that llama.cpp runs.
         """
 
     static func run(_ argv: ArraySlice<String>) throws {
@@ -88,6 +88,10 @@ enum FinetuneCommand: Command {
                     + "model's context length \(pretrained.config.contextLength)")
         }
 
+        // Checked before the output folder is made, so a mistyped path leaves nothing behind.
+        guard FileManager.default.fileExists(atPath: dataPath) else {
+            throw UsageError("--data: no such file or folder: \(dataPath)")
+        }
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true)
         let dataset = try loadData(dataPath, pretrained, directory: directory, options: options)
@@ -405,13 +409,17 @@ enum FinetuneCommand: Command {
             "method   trainable params   share of model   weights MiB   gradients MiB"
                 + "   AdamW state MiB   base")
         for row in rows {
+            // Padded by hand: Foundation on Linux ignores a width on `%@`.
+            let method = (row["method"] as! String).padding(
+                toLength: 8, withPad: " ", startingAt: 0)
             print(
-                String(
-                    format: "%-8@ %16d %15.4f%% %13.1f %15.1f %17.1f   %@",
-                    row["method"] as! String, row["trainable_params"] as! Int,
-                    row["trainable_percent"] as! Double, row["weights_mib"] as! Double,
-                    row["gradients_mib"] as! Double, row["optimizer_mib"] as! Double,
-                    row["base"] as! String))
+                method
+                    + String(
+                        format: " %16d %15.4f%% %13.1f %15.1f %17.1f   %@",
+                        row["trainable_params"] as! Int,
+                        row["trainable_percent"] as! Double, row["weights_mib"] as! Double,
+                        row["gradients_mib"] as! Double, row["optimizer_mib"] as! Double,
+                        row["base"] as! String))
         }
         if arguments.flag("json") {
             let json = try JSONSerialization.data(withJSONObject: rows, options: .sortedKeys)

@@ -7,8 +7,8 @@ enum ServeCommand: Command {
     static let name = "serve"
     static let summary = "serve the model over an OpenAI-compatible HTTP API"
     static let usage = """
-        swiftlm serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--api-key KEY] \
-        [--max-batch N] [--kv-blocks N] [options]
+        swiftlm serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+                             [--max-batch N] [--kv-blocks N] [options]
 
         Serves POST /v1/chat/completions and /v1/completions (streamed or whole),
         GET /v1/models, /health and /metrics (Prometheus) until SIGINT or SIGTERM, which
