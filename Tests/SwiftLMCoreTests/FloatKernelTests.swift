@@ -160,6 +160,34 @@ struct FloatKernelTests {
         }
     }
 
+    @Test(
+        "dotsF16 gives each position dotF16's bits times the scale", arguments: [64, 96, 128])
+    func scoresOfManyPositions(count: Int) {
+        var random = SplitMix64(seed: 0x5C0)
+        let query = (0..<count).map { _ in Float(Float16(random.nextGaussian())) }
+        let positions = 41
+        let keys = (0..<(positions * count)).map { _ in Float16(random.nextGaussian()) }
+        let scale: Float = 0.125
+        for visible in [0, 1, 15, 16, 17, 32, 33, 41] {
+            var scores = [Float](repeating: .nan, count: positions)
+            keys.withUnsafeBufferPointer { keys in
+                FloatKernels.dotsF16(
+                    query, count: count, positions: visible,
+                    key: { keys.baseAddress! + $0 * count },
+                    scale: scale, into: &scores)
+            }
+            for p in 0..<visible {
+                let key = Array(keys[(p * count)..<((p + 1) * count)])
+                let expected = FloatKernels.dotF16(query, key, count: count) * scale
+                #expect(
+                    scores[p].bitPattern == expected.bitPattern,
+                    "head \(count), \(visible) positions, position \(p)")
+            }
+            let untouched = scores[visible...].allSatisfy { $0.isNaN }
+            #expect(untouched, "wrote past \(visible) positions")
+        }
+    }
+
     private func weightedSumsMatchReference(
         weights: [Float], count: Int, using random: inout SplitMix64
     ) {

@@ -263,6 +263,102 @@ public enum FloatKernels {
         return VectorMath.sum((sum0 + sum2) + (sum1 + sum3))
     }
 
+    /// `scores[p] = dotF16(query, key(p), count: count) * scale` for p in 0..<positions, the
+    /// same bits, the attention scores of one token against its cache.
+    ///
+    /// One `dotF16` of a 64-wide head ends in a halving tree over sixteen lanes that is longer
+    /// than its multiply-adds. Here sixteen positions' trees run side by side: each level adds
+    /// the same pairs of lanes as `VectorMath.sum` does within a position, after moving the
+    /// halves of two positions into one vector, so the last level holds the sixteen sums in
+    /// order. `count` a multiple of 64 (a head of 64 or 128); otherwise one `dotF16` each.
+    @inlinable
+    public static func dotsF16<Element: KernelElement>(
+        _ query: UnsafePointer<Float>, count: Int, positions: Int,
+        key: (Int) -> UnsafePointer<Element>, scale: Float,
+        into scores: UnsafeMutablePointer<Float>
+    ) {
+        var position = 0
+        if count % 64 == 0 {
+            // Position p's four accumulators added 0+2, 1+3 and then the two, as in
+            // `sumOfSteps64`: the vector whose halving tree is p's dot product.
+            @inline(__always)
+            func lanes(_ p: Int) -> SIMD16<Float> {
+                let k = key(p)
+                var sum0 = SIMD16<Float>()
+                var sum1 = SIMD16<Float>()
+                var sum2 = SIMD16<Float>()
+                var sum3 = SIMD16<Float>()
+                var i = 0
+                while i < count {
+                    sum0 = sum0.addingProduct(load16(query + i), Element.load16(k + i))
+                    sum1 = sum1.addingProduct(load16(query + i + 16), Element.load16(k + i + 16))
+                    sum2 = sum2.addingProduct(load16(query + i + 32), Element.load16(k + i + 32))
+                    sum3 = sum3.addingProduct(load16(query + i + 48), Element.load16(k + i + 48))
+                    i += 64
+                }
+                return (sum0 + sum2) + (sum1 + sum3)
+            }
+            // Level 1, lane i + lane i+8: two positions, eight partial sums each.
+            @inline(__always)
+            func eights(_ p: Int) -> SIMD16<Float> {
+                let a = lanes(p)
+                let b = lanes(p + 1)
+                return SIMD16(lowHalf: a.lowHalf, highHalf: b.lowHalf)
+                    + SIMD16(lowHalf: a.highHalf, highHalf: b.highHalf)
+            }
+            // Level 2, i + i+4 within each eight: four positions, four sums each.
+            @inline(__always)
+            func fours(_ x: SIMD16<Float>, _ y: SIMD16<Float>) -> SIMD16<Float> {
+                let low = SIMD16(
+                    lowHalf: SIMD8(lowHalf: x.lowHalf.lowHalf, highHalf: x.highHalf.lowHalf),
+                    highHalf: SIMD8(lowHalf: y.lowHalf.lowHalf, highHalf: y.highHalf.lowHalf))
+                let high = SIMD16(
+                    lowHalf: SIMD8(lowHalf: x.lowHalf.highHalf, highHalf: x.highHalf.highHalf),
+                    highHalf: SIMD8(lowHalf: y.lowHalf.highHalf, highHalf: y.highHalf.highHalf))
+                return low + high
+            }
+            // Level 3, i + i+2 within each four: eight positions, two sums each.
+            @inline(__always)
+            func twos(_ x: SIMD16<Float>, _ y: SIMD16<Float>) -> SIMD16<Float> {
+                func pick(_ v: SIMD16<Float>, high: Bool) -> SIMD8<Float> {
+                    let q0 = v.lowHalf.lowHalf
+                    let q1 = v.lowHalf.highHalf
+                    let q2 = v.highHalf.lowHalf
+                    let q3 = v.highHalf.highHalf
+                    return high
+                        ? SIMD8(
+                            lowHalf: SIMD4(lowHalf: q0.highHalf, highHalf: q1.highHalf),
+                            highHalf: SIMD4(lowHalf: q2.highHalf, highHalf: q3.highHalf))
+                        : SIMD8(
+                            lowHalf: SIMD4(lowHalf: q0.lowHalf, highHalf: q1.lowHalf),
+                            highHalf: SIMD4(lowHalf: q2.lowHalf, highHalf: q3.lowHalf))
+                }
+                return SIMD16(lowHalf: pick(x, high: false), highHalf: pick(y, high: false))
+                    + SIMD16(lowHalf: pick(x, high: true), highHalf: pick(y, high: true))
+            }
+
+            while position + 16 <= positions {
+                let p = position
+                let x0 = fours(eights(p), eights(p + 2))
+                let x1 = fours(eights(p + 4), eights(p + 6))
+                let x2 = fours(eights(p + 8), eights(p + 10))
+                let x3 = fours(eights(p + 12), eights(p + 14))
+                let y0 = twos(x0, x1)
+                let y1 = twos(x2, x3)
+                // Level 4, lane 0 + lane 1 of each position: the sixteen dot products.
+                let sums =
+                    SIMD16(lowHalf: y0.evenHalf, highHalf: y1.evenHalf)
+                    + SIMD16(lowHalf: y0.oddHalf, highHalf: y1.oddHalf)
+                store16(sums * scale, scores + p)
+                position += 16
+            }
+        }
+        while position < positions {
+            scores[position] = dotF16(query, key(position), count: count) * scale
+            position += 1
+        }
+    }
+
     // MARK: - Attention values
 
     /// `[count] weights, count rows of [width] -> [width]`: `output[i] = sum_p weights[p] *

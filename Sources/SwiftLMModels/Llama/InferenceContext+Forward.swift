@@ -250,13 +250,16 @@ extension InferenceContext {
 
         query.update(from: b.query + token * queryDim + head * headDim, count: headDim)
         FloatKernels.roundToHalf(query, count: headDim)
-        for position in 0..<visible {
-            let key = keys(position) + kvOffset
-            let dot =
-                scoresInLanes16
-                ? FloatKernels.dotLanes16(query, key, count: headDim)
-                : FloatKernels.dotF16(query, key, count: headDim)
-            scores[position] = dot * scale
+        if scoresInLanes16 {
+            for position in 0..<visible {
+                let dot = FloatKernels.dotLanes16(query, keys(position) + kvOffset, count: headDim)
+                scores[position] = dot * scale
+            }
+        } else {
+            FloatKernels.dotsF16(
+                query, count: headDim, positions: visible,
+                key: { UnsafePointer(keys($0) + kvOffset) },
+                scale: scale, into: scores)
         }
         if let logGates = prefixLogGates {
             let logGate = logGates[layer * config.headCount + head]
