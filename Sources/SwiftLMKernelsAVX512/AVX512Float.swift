@@ -33,9 +33,7 @@ extension AVX512Kernels {
                 V(repeating: 0x1.555e66p-3), b)
             let low = V(repeating: 1).addingProduct(V(repeating: 0x1.ffffecp-1), b)
             let j = low.addingProduct(middle.addingProduct(high, u), u)
-            let scaled = _mm512_scalef_ps(
-                j, n)
-            let result = scaled
+            let result = _mm512_scalef_ps(j, n)
 
             let outside = (n .> 192) .| (n .< -192)
             guard any(outside) else { return result }
