@@ -183,9 +183,8 @@ public enum AVX512Kernels {
             let o = offsets
             // Weight row i against activation rows r (lanes 0-7) and r + 1 (lanes 8-15).
             func store(_ pair: __m512, _ i: Int, _ r: Int) {
-                let chains = pair
-                output[r * outputStride + i] = sum(chains.lowHalf) + o[4 * r + i]
-                output[(r + 1) * outputStride + i] = sum(chains.highHalf) + o[4 * (r + 1) + i]
+                output[r * outputStride + i] = sum(pair.lowHalf) + o[4 * r + i]
+                output[(r + 1) * outputStride + i] = sum(pair.highHalf) + o[4 * (r + 1) + i]
             }
             store(l001, 0, 0)
             store(l101, 1, 0)
@@ -471,9 +470,8 @@ public enum AVX512Kernels {
 
             // Weight row i against activation rows r (lanes 0-7) and r + 1 (lanes 8-15).
             func store(_ pair: __m512, _ i: Int, _ r: Int) {
-                let chains = pair
-                if r < rows { output[r * outputStride + i] = sum(chains.lowHalf) }
-                if r + 1 < rows { output[(r + 1) * outputStride + i] = sum(chains.highHalf) }
+                if r < rows { output[r * outputStride + i] = sum(pair.lowHalf) }
+                if r + 1 < rows { output[(r + 1) * outputStride + i] = sum(pair.highHalf) }
             }
             store(l001, 0, 0)
             store(l101, 1, 0)

@@ -248,6 +248,15 @@ public enum FloatKernels {
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Element>, count: Int
     ) -> Float {
         guard count > 0 else { return 0 }
+        return VectorMath.sum(lanesOfSteps64(a, b, count: count))
+    }
+
+    /// `sumOfSteps64` before its halving tree: the four accumulators added 0+2, 1+3, then the
+    /// two.
+    @inlinable @inline(__always)
+    static func lanesOfSteps64<Element: KernelElement>(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Element>, count: Int
+    ) -> SIMD16<Float> {
         var sum0 = SIMD16<Float>()
         var sum1 = SIMD16<Float>()
         var sum2 = SIMD16<Float>()
@@ -260,7 +269,7 @@ public enum FloatKernels {
             sum3 = sum3.addingProduct(load16(a + i + 48), Element.load16(b + i + 48))
             i += 64
         }
-        return VectorMath.sum((sum0 + sum2) + (sum1 + sum3))
+        return (sum0 + sum2) + (sum1 + sum3)
     }
 
     /// `scores[p] = dotF16(query, key(p), count: count) * scale` for p in 0..<positions, the
@@ -279,24 +288,10 @@ public enum FloatKernels {
     ) {
         var position = 0
         if count % 64 == 0 {
-            // Position p's four accumulators added 0+2, 1+3 and then the two, as in
-            // `sumOfSteps64`: the vector whose halving tree is p's dot product.
+            // The vector whose halving tree is position p's dot product.
             @inline(__always)
             func lanes(_ p: Int) -> SIMD16<Float> {
-                let k = key(p)
-                var sum0 = SIMD16<Float>()
-                var sum1 = SIMD16<Float>()
-                var sum2 = SIMD16<Float>()
-                var sum3 = SIMD16<Float>()
-                var i = 0
-                while i < count {
-                    sum0 = sum0.addingProduct(load16(query + i), Element.load16(k + i))
-                    sum1 = sum1.addingProduct(load16(query + i + 16), Element.load16(k + i + 16))
-                    sum2 = sum2.addingProduct(load16(query + i + 32), Element.load16(k + i + 32))
-                    sum3 = sum3.addingProduct(load16(query + i + 48), Element.load16(k + i + 48))
-                    i += 64
-                }
-                return (sum0 + sum2) + (sum1 + sum3)
+                lanesOfSteps64(query, key(p), count: count)
             }
             // Level 1, lane i + lane i+8: two positions, eight partial sums each.
             @inline(__always)
