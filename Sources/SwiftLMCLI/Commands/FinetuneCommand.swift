@@ -88,10 +88,7 @@ enum FinetuneCommand: Command {
                     + "model's context length \(pretrained.config.contextLength)")
         }
 
-        // Checked before the output folder is made, so a mistyped path leaves nothing behind.
-        guard FileManager.default.fileExists(atPath: dataPath) else {
-            throw UsageError("--data: no such file or folder: \(dataPath)")
-        }
+        _ = try TrainCommand.dataIsFolder(dataPath)
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true)
         let dataset = try loadData(dataPath, pretrained, directory: directory, options: options)

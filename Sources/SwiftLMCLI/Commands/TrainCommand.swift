@@ -88,6 +88,7 @@ enum TrainCommand: Command {
                 "--seq-len \(options.seqLen) exceeds the model's context length "
                     + "\(config.contextLength)")
         }
+        _ = try dataIsFolder(dataPath)
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true)
         let dataset = try loadData(
@@ -244,14 +245,21 @@ enum TrainCommand: Command {
     }
 
     /// A token file as it is, or text tokenized once into DIR/data.tokens.
-    static func loadData(
-        _ path: String, tokenizer: Tokenizer, directory: String, minimum: Int
-    ) throws -> TokenDataset {
+    /// Whether `--data PATH` is a folder; the one-line error when it does not exist. The
+    /// commands ask before they make their output folder, so that a mistyped path leaves
+    /// nothing behind.
+    static func dataIsFolder(_ path: String) throws -> Bool {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw UsageError("--data \(path) does not exist")
         }
-        if !isDirectory.boolValue, isTokenFile(path) {
+        return isDirectory.boolValue
+    }
+
+    static func loadData(
+        _ path: String, tokenizer: Tokenizer, directory: String, minimum: Int
+    ) throws -> TokenDataset {
+        if try !dataIsFolder(path), isTokenFile(path) {
             return try TokenDataset(file: TokenFile(path: path), seqLen: minimum - 1)
         }
 
