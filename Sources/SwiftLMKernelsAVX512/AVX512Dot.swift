@@ -173,9 +173,7 @@ public enum AVX512Kernels {
                 let mLanes = SIMD16(
                     lowHalf: SIMD8(lowHalf: m, highHalf: m),
                     highHalf: SIMD8(lowHalf: m, highHalf: m))
-                offsets = _mm512_fmadd_ps(
-                    mLanes, sa,
-                    offsets)
+                offsets = _mm512_fmadd_ps(mLanes, sa, offsets)
                 w += q4_1Bytes
                 a += q8_1Bytes
             }
@@ -391,6 +389,7 @@ public enum AVX512Kernels {
                 let a2 = activations + min(row + 2, rowCount - 1) * activationRowBytes
                 let a3 = activations + min(row + 3, rowCount - 1) * activationRowBytes
                 let rows = min(4, rowCount - row)
+                // `wide` as a literal in each call, so each inlined copy has no branch on it.
                 if rows > 2 {
                     q8Tile(
                         weights, weightRowBytes, a0, a1, a2, a3, count,

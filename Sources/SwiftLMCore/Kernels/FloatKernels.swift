@@ -487,9 +487,7 @@ extension Float16: KernelElement {
             let raw = UnsafeRawPointer(p)
             let low = _mm256_cvtph_ps(raw.loadUnaligned(as: __m128i.self))
             let high = _mm256_cvtph_ps(raw.loadUnaligned(fromByteOffset: 16, as: __m128i.self))
-            return SIMD16(
-                lowHalf: low,
-                highHalf: high)
+            return SIMD16(lowHalf: low, highHalf: high)
         #else
             return SIMD16<Float>(UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float16>.self))
         #endif
